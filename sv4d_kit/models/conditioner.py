@@ -1,0 +1,275 @@
+"""SV4D 2.0's conditioner: CLIP of the input frames, VAE latents of the input and earlier views, camera embeddings.
+
+The reference (`sgm GeneralConditioner` from sv4d2.yaml) runs six embedders in this order; the kit holds their
+networks under these names:
+
+    reference embedder (input key)                kit module             output
+    0 CLIP image embedder (cond_frames_without_noise)  clip                crossattn (1, T, D)
+    1 VAE encoder + sigma emb (cond_frames)      cond_frames_encoder    concat (T*V, 4, h, w), vector[:, :sigma]
+    2 timestep emb (polar_rad)                   -                      vector[:, sigma : sigma + angle]
+    3 timestep emb (azimuth_rad)                 -                      vector[:, sigma + angle :]
+    4 VAE encoder (cond_view)                    cond_view_encoder      cond_view (V, 4, h, w)
+    5 VAE encoder (cond_motion)                  cond_motion_encoder    cond_motion (T, 4, h, w)
+
+`cond_frames` is `cond_motion` repeated V times per frame, in (t v) order. Every VAE encoder sees its images plus
+`encoder_noise_sigma * randn` (the reference's `ZeroSampler` returns 1e-5, not 0), and its latents are the
+unscaled posterior mode. The decoders and `post_quant_conv` of the reference embedders are never used and not held.
+"""
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+from sv4d_kit.models.autoencoder import (
+    SV4D2_DDCONFIG,
+    VAEEncoder,
+    encode_mode,
+    sgm_vae_name_to_diffusers,
+    sgm_vae_tensor_to_diffusers,
+)
+from sv4d_kit.models.clip import VIT_H_14, CLIPImageEncoder, clip_preprocess
+from sv4d_kit.models.embeddings import timestep_embedding
+
+# Reference embedder index -> kit module holding its VAE encoder.
+VAE_EMBEDDERS = {1: "cond_frames_encoder", 4: "cond_view_encoder", 5: "cond_motion_encoder"}
+# The order the reference runs (and draws noise for) the VAE embedders; also the keys of `noise`/`encoder_inputs`.
+VAE_INPUTS = ("cond_frames", "cond_view", "cond_motion")
+
+
+def checkpoint_name_to_kit(name: str) -> str | None:
+    """A released-checkpoint key under `conditioner.embedders.` -> the `SV4DConditioner` state-dict key.
+
+    Returns None for tensors the kit deliberately does not hold: open_clip's text-side leftovers (everything under
+    `open_clip.model.` outside `visual.`) and the VAE embedders' unused `decoder.*` and `post_quant_conv.*`.
+    """
+    prefix = "conditioner.embedders."
+    if not name.startswith(prefix):
+        raise ValueError(f"name must start with {prefix!r}, got {name!r}")
+    index, _, rest = name[len(prefix) :].partition(".")
+    if index == "0" and rest.startswith("open_clip.model."):
+        rest = rest[len("open_clip.model.") :]
+        return "clip." + rest[len("visual.") :] if rest.startswith("visual.") else None
+    if index.isdigit() and int(index) in VAE_EMBEDDERS and rest.startswith("encoder."):
+        rest = rest[len("encoder.") :]
+        if rest.startswith(("decoder.", "post_quant_conv.")):
+            return None
+        if rest.startswith(("encoder.", "quant_conv.")):
+            return f"{VAE_EMBEDDERS[int(index)]}.{sgm_vae_name_to_diffusers(rest)}"
+    raise ValueError(f"{name!r} is not a key of the SV4D 2.0 conditioner")
+
+
+def convert_checkpoint_tensor(kit_name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A checkpoint tensor in the layout of its kit key (the VAE attention's 1x1 convs become linear weights)."""
+    return sgm_vae_tensor_to_diffusers(kit_name, tensor)
+
+
+class SV4DConditioner(ModelMixin, ConfigMixin):
+    """Turns one chunk's frames and cameras into the UNet conditioning `c` (and `uc` via `unconditional`).
+
+    Config: `clip_config` (`CLIPImageEncoder` kwargs), `vae_config` (the sgm `ddconfig` of the VAE encoders),
+    `sigma_embed_dim` / `angle_embed_dim` (256 / 512 in SV4D 2.0), `encoder_noise_sigma` (1e-5).
+    None means SV4D 2.0's full size (ViT-H/14, the SD VAE).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        clip_config: dict | None = None,
+        vae_config: dict | None = None,
+        sigma_embed_dim: int = 256,
+        angle_embed_dim: int = 512,
+        encoder_noise_sigma: float = 1e-5,
+    ):
+        super().__init__()
+        clip_config = dict(clip_config or CLIPImageEncoder.config_from_open_clip(VIT_H_14))
+        vae_config = dict(vae_config or SV4D2_DDCONFIG)
+        self.register_to_config(clip_config=clip_config, vae_config=vae_config)
+        if sigma_embed_dim < 2 or angle_embed_dim < 2:
+            raise ValueError(f"sigma_embed_dim and angle_embed_dim must be >= 2, got {sigma_embed_dim}, {angle_embed_dim}")
+        self.clip = CLIPImageEncoder(**clip_config)
+        self.cond_frames_encoder = VAEEncoder(vae_config)
+        self.cond_view_encoder = VAEEncoder(vae_config)
+        self.cond_motion_encoder = VAEEncoder(vae_config)
+
+    @classmethod
+    def from_reference_configs(
+        cls, clip_config: dict | None, vae_ddconfig: dict | None, conditioner_config: dict | list
+    ) -> "SV4DConditioner":
+        """Build from the reference's configs: an open_clip model config (`{"embed_dim", "vision_cfg"}`, or None
+        for the arch the conditioner names, ViT-H-14 by default), a VAE `ddconfig` (None: the embedders' own) and
+        the `GeneralConditioner` config (or its `emb_models` list) of sv4d2.yaml / a golden set."""
+        emb_models = conditioner_config
+        if isinstance(conditioner_config, dict):
+            emb_models = conditioner_config.get("params", conditioner_config).get("emb_models")
+        if not isinstance(emb_models, list):
+            raise ValueError("conditioner_config must be a GeneralConditioner config or its emb_models list")
+        by_key = {m.get("input_key"): m.get("params", {}) for m in emb_models}
+        expected = ["cond_frames_without_noise", "cond_frames", "polar_rad", "azimuth_rad", "cond_view", "cond_motion"]
+        if [m.get("input_key") for m in emb_models] != expected:
+            raise ValueError(f"conditioner_config must have the embedders {expected} in this order")
+
+        # the VAE embedders: one ddconfig, unscaled latents, ZeroSampler noise
+        ddconfigs = [by_key[k]["encoder_config"]["params"]["ddconfig"] for k in VAE_INPUTS]
+        if any(d != ddconfigs[0] for d in ddconfigs):
+            raise ValueError("the cond_frames, cond_view and cond_motion VAEs must share one ddconfig")
+        for key in VAE_INPUTS:
+            params = by_key[key]
+            if float(params.get("scale_factor", 1.0)) != 1.0:
+                raise ValueError(f"embedder {key!r} must have scale_factor 1.0, got {params['scale_factor']}")
+            sampler = (params.get("sigma_sampler_config") or {}).get("target", "")
+            if not sampler.endswith("ZeroSampler"):
+                raise ValueError(f"embedder {key!r} must use ZeroSampler noise, got {sampler!r}")
+            embed_dim = params["encoder_config"]["params"].get("embed_dim", ddconfigs[0]["z_channels"])
+            if embed_dim != ddconfigs[0]["z_channels"]:
+                raise ValueError(f"embedder {key!r}: embed_dim ({embed_dim}) must equal z_channels")
+
+        # the embedding widths
+        sigma_dim = by_key["cond_frames"]["sigma_cond_config"]["params"]["outdim"]
+        polar_dim, azimuth_dim = by_key["polar_rad"]["outdim"], by_key["azimuth_rad"]["outdim"]
+        if polar_dim != azimuth_dim:
+            raise ValueError(f"polar and azimuth widths must be equal, got {polar_dim} and {azimuth_dim}")
+
+        # the CLIP tower
+        if clip_config is None:
+            clip_params = by_key["cond_frames_without_noise"]["open_clip_embedding_config"].get("params", {})
+            arch = clip_params.get("arch", "ViT-H-14")
+            if arch != "ViT-H-14":
+                raise ValueError(f"clip_config is needed for the open_clip arch {arch!r} (only ViT-H-14 is built in)")
+            clip_config = VIT_H_14
+        return cls(
+            clip_config=CLIPImageEncoder.config_from_open_clip(clip_config),
+            vae_config=dict(vae_ddconfig if vae_ddconfig is not None else ddconfigs[0]),
+            sigma_embed_dim=int(sigma_dim),
+            angle_embed_dim=int(polar_dim),
+            encoder_noise_sigma=1e-5,
+        )
+
+    def load_reference_state_dict(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        """Load the `conditioner.embedders.*` tensors of a reference state dict (other keys are skipped).
+
+        Every kit tensor must be filled exactly once. Returns the checkpoint keys that were deliberately ignored.
+        On the meta device the tensors are assigned, not copied.
+        """
+        own = self.state_dict()
+        filled, ignored = {}, []
+        for name, tensor in state_dict.items():
+            if not name.startswith("conditioner.embedders."):
+                continue
+            kit = checkpoint_name_to_kit(name)
+            if kit is None:
+                ignored.append(name)
+                continue
+            if kit not in own or kit in filled:
+                raise ValueError(f"checkpoint key {name!r} maps to {kit!r}, which is unknown or already filled")
+            tensor = convert_checkpoint_tensor(kit, tensor)
+            if tensor.shape != own[kit].shape:
+                raise ValueError(f"{name!r} has shape {tuple(tensor.shape)}, {kit!r} needs {tuple(own[kit].shape)}")
+            filled[kit] = tensor
+        missing = sorted(set(own) - set(filled))
+        if missing:
+            raise ValueError(f"state_dict lacks {len(missing)} conditioner tensors, e.g. the one for {missing[0]!r}")
+        self.load_state_dict(filled, strict=True, assign=any(p.is_meta for p in self.parameters()))
+        return ignored
+
+    def vae_encoder_inputs(
+        self,
+        cond_motion: torch.Tensor,
+        cond_view: torch.Tensor,
+        noise: dict[str, torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """What each VAE encoder sees: its images + `encoder_noise_sigma` * noise (drawn if not in `noise`)."""
+        v = cond_view.shape[0]
+        images = {
+            "cond_frames": cond_motion.repeat_interleave(v, dim=0),  # (T, 3, H, W) -> (T*V, 3, H, W), (t v) order
+            "cond_view": cond_view,
+            "cond_motion": cond_motion,
+        }
+        noise = noise or {}
+        unknown = set(noise) - set(VAE_INPUTS)
+        if unknown:
+            raise ValueError(f"noise keys must be among {VAE_INPUTS}, got {sorted(unknown)}")
+        out = {}
+        for key in VAE_INPUTS:
+            x = images[key]
+            eps = noise.get(key)
+            if eps is None:
+                eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            elif eps.shape != x.shape:
+                raise ValueError(f"noise[{key!r}] must have shape {tuple(x.shape)}, got {tuple(eps.shape)}")
+            out[key] = x + self.config.encoder_noise_sigma * eps
+        return out
+
+    def forward(
+        self,
+        cond_motion: torch.Tensor,
+        cond_view: torch.Tensor,
+        polar_rad: torch.Tensor,
+        azimuth_rad: torch.Tensor,
+        noise: dict[str, torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        encoder_inputs: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The conditioning `c` of one chunk.
+
+        cond_motion: (T, 3, H, W) input-view frames in [-1, 1]; cond_view: (V, 3, H, W) novel views at the chunk's
+        first frame in [-1, 1] (zeros for the first chunk); polar_rad, azimuth_rad: (T*V,) relative cameras in
+        (t v) order. `noise` gives the standard-normal noise per VAE input (keys `VAE_INPUTS`), otherwise it is
+        drawn with `generator`; `encoder_inputs` gives the exact (already noised) VAE inputs instead.
+        Returns crossattn (1, T, D), concat (T*V, 4, h, w), vector (T*V, sigma + 2 angle),
+        cond_view (V, 4, h, w), cond_motion (T, 4, h, w).
+        """
+        # 1. Check inputs
+        if cond_motion.ndim != 4 or cond_motion.shape[1] != 3:
+            raise ValueError(f"cond_motion must have shape (T, 3, H, W), got {tuple(cond_motion.shape)}")
+        if cond_view.ndim != 4 or cond_view.shape[1:] != cond_motion.shape[1:]:
+            raise ValueError(f"cond_view must have shape (V, 3, H, W) = (V, *{tuple(cond_motion.shape[1:])}), "
+                             f"got {tuple(cond_view.shape)}")
+        t, v = cond_motion.shape[0], cond_view.shape[0]
+        for name, angles in (("polar_rad", polar_rad), ("azimuth_rad", azimuth_rad)):
+            if angles.shape != (t * v,):
+                raise ValueError(f"{name} must have shape (T*V,) = ({t * v},), got {tuple(angles.shape)}")
+
+        # 2. CLIP embedding of the T input-view frames
+        pixels = clip_preprocess(cond_motion, image_size=self.clip.config.image_size)
+        crossattn = self.clip(pixels)[None]  # (T, D) -> (1, T, D)
+
+        # 3. VAE latents (unscaled posterior mode) of the noised images
+        if encoder_inputs is None:
+            encoder_inputs = self.vae_encoder_inputs(cond_motion, cond_view, noise, generator)
+        elif set(encoder_inputs) != set(VAE_INPUTS):
+            raise ValueError(f"encoder_inputs must have exactly the keys {VAE_INPUTS}, got {sorted(encoder_inputs)}")
+        concat = encode_mode(self.cond_frames_encoder, encoder_inputs["cond_frames"])  # (T*V, 4, h, w)
+        view_latents = encode_mode(self.cond_view_encoder, encoder_inputs["cond_view"])  # (V, 4, h, w)
+        motion_latents = encode_mode(self.cond_motion_encoder, encoder_inputs["cond_motion"])  # (T, 4, h, w)
+
+        # 4. Vector: [noise-level embedding, polar embedding, azimuth embedding]
+        sigma = torch.full((t * v,), self.config.encoder_noise_sigma, dtype=torch.float32, device=polar_rad.device)
+        vector = torch.cat(
+            [
+                timestep_embedding(sigma, self.config.sigma_embed_dim),
+                timestep_embedding(polar_rad, self.config.angle_embed_dim),
+                timestep_embedding(azimuth_rad, self.config.angle_embed_dim),
+            ],
+            dim=1,
+        ).to(device=concat.device, dtype=concat.dtype)
+
+        return {
+            "crossattn": crossattn,
+            "concat": concat,
+            "vector": vector,
+            "cond_view": view_latents,
+            "cond_motion": motion_latents,
+        }
+
+    def unconditional(self, c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The negative conditioning `uc` for `c`: what the reference gets with `force_uc_zero_embeddings`.
+
+        Every output of the image embedders is zero: crossattn, concat, cond_view, cond_motion and the
+        noise-level part of vector. The polar and azimuth parts of vector are those of `c`.
+        """
+        uc = {k: torch.zeros_like(c[k]) for k in ("crossattn", "concat", "cond_view", "cond_motion")}
+        vector = c["vector"].clone()
+        vector[:, : self.config.sigma_embed_dim] = 0
+        uc["vector"] = vector
+        return uc

@@ -1,0 +1,285 @@
+"""`SV4DPipeline`: frames (or one frame) of an object in, an image matrix of novel-view videos out, as SV4D 2.0.
+
+The generation follows the reference script (`simple_video_sample_4d2.py`): the clip is cut into chunks of T frames;
+the first chunk is sampled without view conditioning, every later chunk is conditioned on the novel views already
+generated at its first frame, and a chunk that would run past the end is realigned to end on the last frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from sv4d_kit import cameras, sampling
+from sv4d_kit.models.autoencoder import decode_latents
+
+# What each released variant does at sampling time (sv4d2_hparams.json: variants.*.script).
+VARIANTS = {
+    "sv4d2": dict(
+        frames_per_chunk=12, num_views=4, chunk_overlap=0, guider="linear", min_guidance=1.0, max_guidance=2.0,
+        azimuths_deg=(0, 60, 120, 180, 240),
+    ),
+    "sv4d2_8views": dict(
+        frames_per_chunk=5, num_views=8, chunk_overlap=1, guider="spatiotemporal", min_guidance=1.5, max_guidance=2.5,
+        azimuths_deg=(0, 30, 75, 120, 165, 210, 255, 300, 330),
+    ),
+}  # fmt: skip
+GUIDERS = ("linear", "spatiotemporal", "triangle", "constant", "none")
+
+
+@dataclass
+class SV4DPipelineOutput:
+    """The result of one generation.
+
+    images: (T, V+1, 3, H, W) in [0, 1] (or uint8 numpy (T, V+1, H, W, 3) / nested PIL lists per `output_type`);
+    view 0 is the (preprocessed) input. cameras: absolute elevations/azimuths of the V+1 views, the relative radians
+    the model saw, and the chunk plan. timings: seconds per stage.
+    """
+
+    images: object
+    cameras: dict
+    timings: dict = field(default_factory=dict)
+
+
+def chunk_starts(num_frames: int, frames_per_chunk: int, overlap: int = 0) -> list[int]:
+    """First frames of the reference's chunks: every `T - overlap` frames; the last one realigned to end the clip."""
+    T = min(frames_per_chunk, num_frames)
+    starts = list(range(0, max(num_frames - overlap, 1), T - overlap)) if overlap else list(range(0, num_frames, T))
+    starts = [min(s, num_frames - T) for s in starts]
+    return list(dict.fromkeys(starts))  # realigned duplicates collapse
+
+
+def guidance_scale(kind: str, T: int, V: int, min_scale: float, max_scale: float) -> torch.Tensor:
+    """The per-frame guidance scale (1, T*V) of a guider kind, in (t v) order."""
+    if kind == "linear":
+        return sampling.linear_scale(T * V, min_scale, max_scale)
+    if kind == "spatiotemporal":
+        return sampling.spatiotemporal_scale(T * V, V, min_scale, max_scale)
+    if kind == "triangle":
+        return sampling.triangle_scale(T * V, min_scale, max_scale)
+    if kind == "constant":
+        return sampling.cfg_scale(T * V, max_scale)
+    if kind == "none":
+        return sampling.identity_scale(T * V)
+    raise ValueError(f"guider must be one of {GUIDERS}, got {kind!r}")
+
+
+class SV4DPipeline(DiffusionPipeline):
+    """SV4D 2.0 generation: conditioner -> EDM Euler sampling of the UNet -> VAE decode, chunk by chunk."""
+
+    model_cpu_offload_seq = "conditioner->unet->vae"
+
+    def __init__(self, unet, conditioner, vae, variant: str = "sv4d2", frames_per_chunk: int | None = None,
+                 num_views: int | None = None):  # fmt: skip
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        self.register_modules(unet=unet, conditioner=conditioner, vae=vae)
+        defaults = VARIANTS[variant]
+        self.register_to_config(
+            variant=variant,
+            frames_per_chunk=int(frames_per_chunk or defaults["frames_per_chunk"]),
+            num_views=int(num_views or defaults["num_views"]),
+        )
+        self._offload_device = None
+
+    # ------------------------------------------------------------------ memory and devices
+
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: str | torch.device = "cuda") -> None:
+        """Keep every model on the CPU and move each to `device` only while its stage runs (as the reference)."""
+        self._offload_device = torch.device(device)
+        self.to("cpu")
+
+    @contextlib.contextmanager
+    def _on_device(self, module: torch.nn.Module, device: torch.device):
+        if self._offload_device is None:
+            yield module
+            return
+        module.to(self._offload_device)
+        try:
+            yield module
+        finally:
+            module.to("cpu")
+            if self._offload_device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    @property
+    def execution_device(self) -> torch.device:
+        return self._offload_device or self.unet.device
+
+    # ------------------------------------------------------------------ inputs
+
+    def default_azimuths(self) -> list[float]:
+        """Azimuths (degrees) of the input view and the V novel views when none are given."""
+        V = self.config.num_views
+        preset = VARIANTS[self.config.variant]["azimuths_deg"]
+        if len(preset) == V + 1:
+            return [float(a) for a in preset]
+        return [float(a) for a in cameras.orbit_azimuths(V + 1)]
+
+    def check_inputs(self, frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance):
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"frames must be (T, 3, H, W) or (3, H, W) in [0, 1], got {tuple(frames.shape)}")
+        if frames.shape[0] < 1:
+            raise ValueError("frames must hold at least 1 frame")
+        if not torch.isfinite(frames).all() or frames.min() < 0 or frames.max() > 1:
+            raise ValueError("frames must be finite values in [0, 1]")
+        V = self.config.num_views
+        if len(azimuths_deg) != V + 1:
+            raise ValueError(f"azimuths_deg must hold {V + 1} values (input view + {V} novel views), "
+                             f"got {len(azimuths_deg)}")  # fmt: skip
+        if len(elevations_deg) != V + 1:
+            raise ValueError(f"elevations_deg must be one value or {V + 1} values, got {len(elevations_deg)}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        for name, value in (("min_guidance", min_guidance), ("max_guidance", max_guidance)):
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        spatial = 8 * 2 ** (len(self.unet.config.channel_mult) - 1)
+        if frames.shape[-1] != frames.shape[-2] or frames.shape[-1] % spatial:
+            raise ValueError(f"frames must be square with a side divisible by {spatial}, "
+                             f"got {frames.shape[-2]}x{frames.shape[-1]}")  # fmt: skip
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        frames: torch.Tensor,
+        elevations_deg: float | Sequence[float] = 0.0,
+        azimuths_deg: Sequence[float] | None = None,
+        num_inference_steps: int = 50,
+        guider: str | None = None,
+        min_guidance: float | None = None,
+        max_guidance: float | None = None,
+        sigma_min: float = 0.002,
+        sigma_max: float = 700.0,
+        rho: float = 7.0,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        encode_chunk_size: int | None = 8,
+        decode_chunk_size: int | None = 4,
+        callback_on_step_end: Callable | None = None,
+        output_type: str = "pt",
+        progress: bool = True,
+    ) -> SV4DPipelineOutput:
+        """Generate V novel-view videos of the object in `frames`.
+
+        frames: (T, 3, H, W) in [0, 1] (one frame (3, H, W) or (1, 3, H, W) gives a still clip: "one image ->
+        360°"), preprocessed (object centred on white, see `sv4d_kit.preprocess`). elevations_deg: one value or
+        V+1 values; azimuths_deg: V+1 values, view 0 = input view (default: the variant's). guider: "linear" (sv4d2),
+        "spatiotemporal" (8 views), "triangle", "constant" or "none" with its min/max scale. generator or seed
+        make it deterministic. callback_on_step_end(pipe, step, sigma, tensors) gets {"latents", "denoised",
+        "chunk"} and may return {"latents": ...} to change them. output_type: "pt", "np" or "pil".
+        """
+        timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
+        defaults = VARIANTS[self.config.variant]
+        guider = guider or defaults["guider"]
+        min_guidance = defaults["min_guidance"] if min_guidance is None else float(min_guidance)
+        max_guidance = defaults["max_guidance"] if max_guidance is None else float(max_guidance)
+
+        # 1. Check inputs
+        frames = torch.as_tensor(frames, dtype=torch.float32)
+        if frames.ndim == 3:
+            frames = frames[None]  # (3, H, W) -> (1, 3, H, W)
+        azimuths_deg = self.default_azimuths() if azimuths_deg is None else [float(a) for a in azimuths_deg]
+        if np.ndim(elevations_deg) == 0:
+            elevations_deg = [float(elevations_deg)] * (self.config.num_views + 1)
+        elevations_deg = [float(e) for e in elevations_deg]
+        self.check_inputs(frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance)
+        if generator is None:
+            generator = torch.Generator().manual_seed(23 if seed is None else int(seed))
+        device, dtype = self.execution_device, self.unet.dtype
+        n_frames, _, H, W = frames.shape
+        V = self.config.num_views
+        T = min(self.config.frames_per_chunk, n_frames)
+
+        # 2. Cameras: SV4D's relative polar/azimuth radians of the V novel views, tiled over T in (t v) order
+        polar, azimuth = cameras.sv4d_relative_angles(elevations_deg, azimuths_deg, T)  # (T*V,), (T*V,)
+        polar, azimuth = polar.float().to(device), azimuth.float().to(device)
+
+        # 3. Sampling schedule and guidance
+        sigmas = sampling.edm_sigmas(num_inference_steps, sigma_min, sigma_max, rho).to(device)  # (steps+1,)
+        scale = guidance_scale(guider, T, V, min_guidance, max_guidance).to(device)  # (1, T*V)
+        starts = chunk_starts(n_frames, T, defaults["chunk_overlap"] if T > 1 else 0)
+
+        # 4. The image matrix in [-1, 1]: view 0 is the input; novel views are filled chunk by chunk
+        matrix = torch.zeros(n_frames, V + 1, 3, H, W)  # (T_all, V+1, 3, H, W)
+        matrix[:, 0] = frames * 2 - 1
+        bar = self.progress_bar(total=len(starts) * num_inference_steps) if progress else None
+
+        for chunk, t0 in enumerate(starts):
+            # 5. Encode the conditioning: input frames t0..t0+T (motion) and the views at t0 (zeros for chunk 0)
+            tic = time.perf_counter()
+            cond_motion = matrix[t0 : t0 + T, 0].to(device, dtype)  # (T, 3, H, W)
+            cond_view = matrix[t0, 1:].to(device, dtype)  # (V, 3, H, W)
+            with self._on_device(self.conditioner, device):
+                c = self.conditioner(cond_motion, cond_view, polar.to(dtype), azimuth.to(dtype), generator=generator,
+                                     encode_chunk_size=encode_chunk_size)  # fmt: skip
+                uc = self.conditioner.unconditional(c)
+            first = chunk == 0
+            if first:  # the first chunk ignores the views at t0 (the reference multiplies them by 0)
+                c["cond_view"], uc["cond_view"] = c["cond_view"] * 0, uc["cond_view"] * 0
+            timings["encode"] += time.perf_counter() - tic
+
+            # 6. Prepare latents: x = noise * sqrt(1 + sigma_0^2)
+            tic = time.perf_counter()
+            h, w = c["concat"].shape[-2:]
+            noise = torch.randn((T * V, 4, h, w), generator=generator).to(device, dtype)  # (T*V, 4, h, w)
+            latents = sampling.initial_latent(noise, sigmas)
+
+            # 7. Denoising loop: Euler steps of the guided, V-scaled denoiser
+            denoiser = sampling.make_denoiser(self.unet, scale, image_only_indicator=0.0 if first else 1.0)
+            with self._on_device(self.unet, device):
+                for i in range(num_inference_steps):
+                    sigma = latents.new_full((T * V,), float(sigmas[i]))
+                    denoised = denoiser(latents, sigma, c, uc)
+                    d = (latents - denoised) / sigmas[i]  # dx/dsigma of the probability-flow ODE
+                    latents = latents + (sigmas[i + 1] - sigmas[i]) * d  # Euler step
+                    if callback_on_step_end is not None:
+                        tensors = {"latents": latents, "denoised": denoised, "chunk": chunk}
+                        changed = callback_on_step_end(self, i, float(sigmas[i]), tensors) or {}
+                        latents = changed.get("latents", latents)
+                    if bar is not None:
+                        bar.update()
+            timings["sample"] += time.perf_counter() - tic
+
+            # 8. Decode: (T*V, 4, h, w) -> (T, V, 3, H, W) in [0, 1], back into the matrix in [-1, 1]
+            tic = time.perf_counter()
+            with self._on_device(self.vae, device):
+                images = decode_latents(self.vae, latents, chunk_size=decode_chunk_size)
+            matrix[t0 : t0 + T, 1:] = images.float().cpu().view(T, V, 3, H, W) * 2 - 1
+            timings["decode"] += time.perf_counter() - tic
+        if bar is not None:
+            bar.close()
+
+        # 9. Outputs
+        images = ((matrix + 1) / 2).clamp(0, 1)  # (T_all, V+1, 3, H, W)
+        camera_info = {
+            "elevations_deg": elevations_deg,
+            "azimuths_deg": azimuths_deg,
+            "relative_polar_rad": polar[:V].tolist(),
+            "relative_azimuth_rad": azimuth[:V].tolist(),
+            "frames_per_chunk": T,
+            "chunk_starts": starts,
+        }
+        return SV4DPipelineOutput(images=_convert(images, output_type), cameras=camera_info, timings=timings)
+
+
+def _convert(images: torch.Tensor, output_type: str):
+    if output_type == "pt":
+        return images
+    if output_type in ("np", "pil"):
+        arr = images.mul(255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()  # (T, V, H, W, 3)
+        if output_type == "np":
+            return arr
+        from PIL import Image
+
+        return [[Image.fromarray(view) for view in frame] for frame in arr]
+    raise ValueError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")

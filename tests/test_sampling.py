@@ -1,0 +1,325 @@
+"""Behaviour of the EDM sampler pieces (`sv4d_kit.sampling`) and their golden checks."""
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+import sv4d_kit.golden.sampling as golden_sampling
+from sv4d_kit.golden import discover
+from sv4d_kit.sampling import (
+    build_uncond_batch,
+    cfg_scale,
+    denoise,
+    edm_sigmas,
+    guide,
+    identity_scale,
+    initial_latent,
+    linear_scale,
+    make_denoiser,
+    sample_euler_edm,
+    spatiotemporal_scale,
+    triangle_scale,
+    vscaling_edm_cnoise,
+)
+
+
+@pytest.fixture(scope="module")
+def sampling_sets(reference_dir):
+    sets = [s for s in discover(reference_dir) if s.kind == "sampling"]
+    assert sets, f"no golden_sampling* set in {reference_dir}"
+    return sets
+
+
+def _conds(g, run):
+    cond = {k[len(run) + 3 :]: v for k, v in g.items() if k.startswith(f"{run}.c.")}
+    uncond = {k[len(run) + 4 :]: v for k, v in g.items() if k.startswith(f"{run}.uc.")}
+    return cond, uncond
+
+
+class ReplayUNet:
+    """A stand-in UNet that returns the stored output of the step whose noise level it is called at."""
+
+    def __init__(self, g, run):
+        steps = sorted(k for k in g if k.startswith(f"{run}.step") and k.endswith(".unet_out"))
+        self.table = [(0.25 * g[k.replace("unet_out", "sigma")][0].log(), g[k]) for k in steps]
+        self.calls = []
+
+    def __call__(
+        self, x, timesteps, context, y, cond_view, cond_motion, image_only_indicator, num_video_frames
+    ):
+        inputs = dict(
+            x=x, timesteps=timesteps, context=context, y=y, cond_view=cond_view, cond_motion=cond_motion
+        )
+        self.calls.append(
+            dict(inputs, image_only_indicator=image_only_indicator, num_video_frames=num_video_frames)
+        )
+        return min(self.table, key=lambda entry: abs(float(entry[0] - timesteps[0])))[1]
+
+
+# ----------------------------------------------------------------------------- golden
+
+
+def test_golden_network_free_cases_pass(sampling_sets):
+    for gset in sampling_sets:
+        results = list(golden_sampling.check_network_free(gset))
+        failed = [r.line() for r in results if not r.passed]
+        assert not failed, failed
+        names = {r.name for r in results}
+        assert {"sigmas.edm_5", "chunk1.step4.x_out", "chunk0.step0.denoised_uncond_cond"} <= names
+
+
+def test_golden_checker_catches_a_wrong_step(sampling_sets):
+    gset = sampling_sets[0]
+    g = gset.tensors()
+    g["chunk1.step2.x_out"] = g["chunk1.step2.x_out"] + 1e-2
+    g["guider.linear_48f_min1.0_max2.0"] = g["guider.linear_48f_min1.0_max2.0"].flip(-1)
+    failed = {r.name for r in golden_sampling.check_network_free(gset, g) if not r.passed}
+    assert failed == {"chunk1.step2.x_out", "guider.linear_48f_min1.0_max2.0"}
+
+
+def test_make_denoiser_feeds_the_recorded_unet_inputs(reference_dir, sampling_sets):
+    from safetensors.torch import load_file
+
+    unet_golden = load_file(str(reference_dir / "golden_unet_tiny.safetensors"))
+    g, meta = sampling_sets[0].tensors(), sampling_sets[0].meta
+    for run in ("chunk0", "chunk1"):
+        setup = golden_sampling.load_run(g, meta, run)
+        fake = ReplayUNet(g, run)
+        denoised = make_denoiser(fake, setup.scale, setup.indicator)(
+            g[f"{run}.step0.x_in"], g[f"{run}.step0.sigma"], setup.cond, setup.uncond
+        )
+        (seen,) = fake.calls
+        for key in ("x", "timesteps", "context", "y", "cond_view", "cond_motion", "image_only_indicator"):
+            torch.testing.assert_close(
+                seen[key], unet_golden[f"{run}.in.{key}"], rtol=1e-6, atol=1e-6, msg=key
+            )
+        assert seen["num_video_frames"] == int(unet_golden[f"{run}.in.num_video_frames"])
+        torch.testing.assert_close(denoised, g[f"{run}.step0.denoised_guided"], rtol=1e-4, atol=5e-4)
+
+
+def test_free_chain_with_replayed_unet_reaches_final_latent(sampling_sets):
+    gset = sampling_sets[0]
+    g = gset.tensors()
+    for run in golden_sampling.run_names(g):
+        setup = golden_sampling.load_run(g, gset.meta, run)
+        (result,) = golden_sampling._check_run_chain(g, setup, ReplayUNet(g, run))
+        assert result.passed, result.line()
+    # The guidance scales reversed (2 -> 1 instead of 1 -> 2) must not reach it.
+    setup = golden_sampling.load_run(g, gset.meta, "chunk1")
+    setup.scale = setup.scale.flip(-1)
+    (result,) = golden_sampling._check_run_chain(g, setup, ReplayUNet(g, "chunk1"))
+    assert not result.passed
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sv4d_kit.models.unet") is None, reason="sv4d_kit.models.unet is not written yet"
+)
+def test_golden_network_cases_pass(reference_dir, sampling_sets):
+    for gset in sampling_sets:
+        results = list(golden_sampling.check_network(gset, reference_dir))
+        failed = [r.line() for r in results if not r.passed]
+        assert not failed, failed
+        assert any(r.name.endswith("final_latent") for r in results)
+
+
+# ----------------------------------------------------------------------------- schedule and scalings
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 50])
+def test_edm_sigmas_shape_endpoints_and_order(n):
+    sigmas = edm_sigmas(n, 0.002, 700.0, 7.0)
+    assert sigmas.dtype == torch.float32 and sigmas.shape == (n + 1,)
+    assert sigmas[-1] == 0
+    assert math.isclose(sigmas[0], 700.0, rel_tol=1e-6)
+    if n > 1:
+        assert math.isclose(sigmas[n - 1], 0.002, rel_tol=1e-5)
+    assert (sigmas[1:] < sigmas[:-1]).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(n=0), dict(n=5, sigma_min=0.0), dict(n=5, sigma_min=800.0), dict(n=5, rho=0)]
+)
+def test_edm_sigmas_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        edm_sigmas(**kwargs)
+
+
+def test_vscaling_identities():
+    sigma = torch.logspace(-3, 3, 25, dtype=torch.float64)
+    c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(sigma)
+    one = torch.ones_like(sigma)
+    torch.testing.assert_close(c_skip + c_out**2, one)  # unit-variance target mix for sigma_data = 1
+    torch.testing.assert_close(c_in * (sigma**2 + 1).sqrt(), one)
+    torch.testing.assert_close(c_skip, c_in**2)
+    torch.testing.assert_close(c_noise, sigma.log() / 4)
+    assert (c_out < 0).all()
+
+
+def test_denoise_preconditions_input_and_output():
+    x = torch.randn(4, 3, 2, 2)
+    sigma = torch.tensor([0.5, 1.0, 10.0, 700.0])
+    seen = {}
+
+    def model_fn(x_in, c_noise, cond):
+        seen.update(x_in=x_in, c_noise=c_noise, cond=cond)
+        return torch.ones_like(x_in)
+
+    out = denoise(model_fn, x, sigma, "cond")
+    c_skip, c_out, c_in, c_noise = (c.view(4, 1, 1, 1) for c in vscaling_edm_cnoise(sigma))
+    torch.testing.assert_close(seen["x_in"], x * c_in)
+    torch.testing.assert_close(seen["c_noise"], c_noise.view(4))
+    assert seen["cond"] == "cond"
+    torch.testing.assert_close(out, x * c_skip + c_out)
+    # A scalar sigma applies to every frame.
+    torch.testing.assert_close(
+        denoise(model_fn, x, torch.tensor(10.0), None), denoise(model_fn, x, sigma[2:3].expand(4), None)
+    )
+
+
+def test_initial_latent_has_the_v_scaled_variance():
+    noise = torch.randn(1000, 4)
+    sigmas = edm_sigmas(5)
+    torch.testing.assert_close(
+        initial_latent(noise, sigmas), noise * math.sqrt(1 + 700.0**2), rtol=1e-5, atol=0
+    )
+
+
+# ----------------------------------------------------------------------------- guidance
+
+
+def test_guider_vectors_shapes_and_endpoints():
+    assert torch.equal(identity_scale(6), torch.ones(1, 6))
+    assert torch.equal(cfg_scale(6, 3.5), torch.full((1, 6), 3.5))
+    lin = linear_scale(48, 1.0, 2.0)
+    assert lin.shape == (1, 48) and lin[0, 0] == 1.0 and lin[0, -1] == 2.0 and (lin.diff() > 0).all()
+    tri = triangle_scale(9, 1.0, 3.0)
+    assert tri.shape == (1, 9) and tri[0, 0] == 1.0 and tri[0, -1] == 1.0 and tri[0, 4] == 3.0
+    torch.testing.assert_close(tri, tri.flip(-1))
+    assert triangle_scale(9, 1.0, 3.0, period=[1.0, 0.5], period_fusing="max").max() == 3.0
+
+
+def test_spatiotemporal_scale_is_time_ramp_plus_view_triangle():
+    T, V = 5, 8
+    w = spatiotemporal_scale(T * V, V, 1.5, 2.5)
+    assert w.shape == (1, T * V)
+    grid = w.view(T, V)  # (t v) order
+    assert grid[0, 0] == 1.5 and grid.max() <= 2.5 and grid.min() == 1.5
+    torch.testing.assert_close(grid[:, 1:] - grid[:, :1], (grid[:, 1:] - grid[:, :1])[:1].expand(T, V - 1))
+    assert (grid[1:, 0] > grid[:-1, 0]).all()  # rises over time
+    torch.testing.assert_close(grid, grid.flip(1))  # symmetric over views
+    assert torch.equal(spatiotemporal_scale(48, 4, 2.0, 2.0), torch.full((1, 48), 2.0))
+    with pytest.raises(ValueError):
+        spatiotemporal_scale(10, 4, 1.0, 2.0)
+    with pytest.raises(ValueError):
+        linear_scale(0, 1.0, 2.0)
+    with pytest.raises(ValueError):
+        triangle_scale(4, 1.0, 2.0, period_fusing="min")
+
+
+def test_guide_mixes_per_frame_uncond_first():
+    x_u, x_c = torch.randn(6, 4, 2, 2), torch.randn(6, 4, 2, 2)
+    both = torch.cat([x_u, x_c])
+    torch.testing.assert_close(guide(both, identity_scale(6)), x_c)
+    torch.testing.assert_close(guide(both, 1.0), x_c)
+    torch.testing.assert_close(guide(both, torch.zeros(6)), x_u)
+    scale = linear_scale(6, 1.0, 2.0)
+    out = guide(both, scale)
+    for f in range(6):
+        torch.testing.assert_close(out[f], x_u[f] + scale[0, f] * (x_c[f] - x_u[f]))
+    # Two samples of 3 frames each: the scale repeats per sample.
+    out2 = guide(both, torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(out2[4], x_u[4] + 2.0 * (x_c[4] - x_u[4]))
+    with pytest.raises(ValueError):
+        guide(both[:5], 1.0)
+    with pytest.raises(ValueError):
+        guide(both, torch.ones(4))
+
+
+def test_build_uncond_batch_stacks_uncond_first(sampling_sets):
+    g = sampling_sets[0].tensors()
+    cond, uncond = _conds(g, "chunk1")
+    T, V = sampling_sets[0].meta["T"], sampling_sets[0].meta["V"]
+    x, sigma = torch.randn(T * V, 4, 8, 8), torch.full((T * V,), 3.0)
+    x2, sigma2, batch = build_uncond_batch(x, sigma, cond, uncond, 1.0)
+    assert x2.shape[0] == sigma2.shape[0] == 2 * T * V
+    assert batch["crossattn"].shape == (2, T, cond["crossattn"].shape[-1])
+    assert batch["cond_view"].shape[0] == 2 * V and batch["cond_motion"].shape[0] == 2 * T
+    assert batch["image_only_indicator"].shape == (2, T * V) and (batch["image_only_indicator"] == 1).all()
+    for key in ("vector", "crossattn", "concat", "cond_view", "cond_motion"):
+        half = len(batch[key]) // 2
+        assert torch.equal(batch[key][:half], uncond[key]) and torch.equal(batch[key][half:], cond[key])
+    with pytest.raises(ValueError):
+        build_uncond_batch(x, sigma, cond, {k: v for k, v in uncond.items() if k != "cond_view"})
+
+
+# ----------------------------------------------------------------------------- Euler sampler
+
+
+def test_euler_lands_on_the_single_data_point():
+    x_star = torch.randn(3, 4, 5, 5)
+    sigmas = edm_sigmas(7, 0.002, 80.0)
+    x = initial_latent(torch.randn(3, 4, 5, 5), sigmas)
+    out = sample_euler_edm(lambda x, sigma: x_star.expand_as(x), x, sigmas, disable=True)
+    torch.testing.assert_close(out, x_star)
+
+
+def test_euler_converges_to_the_gaussian_probability_flow_at_first_order():
+    # Data N(mu, s^2): the exact denoiser is mu + s^2/(s^2+sigma^2)(x - mu), and the ODE scales x - mu by
+    # sqrt(s^2 + sigma^2) / sqrt(s^2 + sigma_max^2).
+    mu, s, sigma_max = 0.7, 0.5, 80.0
+
+    def denoiser(x, sigma):
+        return mu + s**2 / (s**2 + sigma.view(-1, 1) ** 2) * (x - mu)
+
+    x = mu + torch.randn(4, 16, dtype=torch.float64) * sigma_max
+    exact = s / math.sqrt(s**2 + sigma_max**2)
+    errors = []
+    for n in (50, 100):
+        out = sample_euler_edm(denoiser, x, edm_sigmas(n, 0.002, sigma_max).double(), disable=True)
+        ratio = (out - mu) / (x - mu)
+        torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0, 0].item()))  # one linear map
+        errors.append(abs(ratio[0, 0].item() / exact - 1))
+    assert errors[1] < 0.05
+    assert 1.7 < errors[0] / errors[1] < 2.3  # Euler is first order
+
+
+def _toy_denoiser(x, sigma):
+    return torch.tanh(x / (1 + sigma.view(-1, 1, 1, 1)))
+
+
+def test_churn_changes_the_path_only_when_s_churn_is_positive():
+    sigmas = edm_sigmas(6, 0.002, 50.0)
+    x = initial_latent(torch.randn(2, 3, 4, 4), sigmas)
+    run = lambda **kw: sample_euler_edm(_toy_denoiser, x, sigmas, disable=True, **kw)  # noqa: E731
+    base = run()
+    assert torch.equal(
+        run(s_noise=3.0, s_tmin=1.0, s_tmax=10.0, generator=torch.Generator().manual_seed(1)), base
+    )
+    churned = run(s_churn=2.0, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(churned, base)
+    assert torch.equal(churned, run(s_churn=2.0, generator=torch.Generator().manual_seed(1)))
+    # Outside [s_tmin, s_tmax] churn is off.
+    assert torch.equal(run(s_churn=2.0, s_tmin=100.0, generator=torch.Generator().manual_seed(1)), base)
+
+
+def test_churn_gamma_and_callback():
+    sigmas = edm_sigmas(4, 0.002, 50.0)
+    x = initial_latent(torch.randn(2, 3, 4, 4), sigmas)
+    seen = []
+    sample_euler_edm(_toy_denoiser, x, sigmas, callback=seen.append, disable=True, s_churn=0.8, s_tmin=1.0)
+    assert [d["i"] for d in seen] == [0, 1, 2, 3]
+    assert set(seen[0]) == {"x", "i", "sigma", "sigma_hat", "denoised"}
+    gamma = min(0.8 / 4, 2**0.5 - 1)
+    for d in seen:
+        expected = d["sigma"] * (1 + gamma) if 1.0 <= d["sigma"] else d["sigma"]
+        torch.testing.assert_close(d["sigma_hat"], expected.expand(2))
+    big = []
+    sample_euler_edm(_toy_denoiser, x, sigmas, callback=big.append, disable=True, s_churn=100.0)
+    torch.testing.assert_close(big[0]["sigma_hat"], (sigmas[0] * 2**0.5).expand(2))
+
+
+def test_sampler_rejects_bad_sigmas():
+    with pytest.raises(ValueError):
+        sample_euler_edm(_toy_denoiser, torch.zeros(1, 1, 1, 1), torch.tensor([1.0]), disable=True)

@@ -7,12 +7,13 @@
 Layer kinds and what one row of probabilities attends over:
 - "spatial" (`transformer_blocks.*.attn1`): the H*W pixels of one frame; batch* = B*T*V, keys = H*W.
 - "view" (`time_mix_blocks.*.attn1`, the reference "camera" attention): keys = V. In the 8-view layout
-  (`use_3d_attention=False`) these are the V views of one (b, t, pixel), batch* = B*T*H*W. In the sv4d2 layout
-  (`use_3d_attention=True`) they are V neighbouring pixels of one view and frame (the reference's reshape), not views.
-- "frame" (`motion_blocks.*.attn1`, the reference "motion" attention): the T time frames of one (b, view, pixel);
-  batch* = B*V*H*W, keys = T.
-Inside the block the chosen layers use the explicit softmax path; outside they are restored. If the UNet runs more
-than once inside the block, the maps hold the last call's probabilities.
+  (`use_3d_attention=False`) these are the V views of one (b, t, pixel), batch* = B*T*H*W. In the sv4d2
+  layout (`use_3d_attention=True`) they are V neighbouring pixels of one view and frame (the reference's
+  reshape), not views.
+- "frame" (`motion_blocks.*.attn1`, the reference "motion" attention): the T time frames of one
+  (b, view, pixel); batch* = B*V*H*W, keys = T.
+Inside the block the chosen layers use the explicit softmax path; outside they are restored. If the UNet runs
+more than once inside the block, the maps hold the last call's probabilities.
 """
 
 from __future__ import annotations

@@ -338,7 +338,8 @@ def fundamental_matrix(K_i: torch.Tensor, E_i: torch.Tensor, K_j: torch.Tensor, 
     R = E_j[..., :3, :3] @ E_i[..., :3, :3].transpose(-1, -2)
     t = E_j[..., :3, 3] - (R @ E_i[..., :3, 3].unsqueeze(-1)).squeeze(-1)
     F = torch.linalg.inv(K_j).transpose(-1, -2) @ _skew(t) @ R @ torch.linalg.inv(K_i)
-    return (F / F.flatten(-2).norm(dim=-1)[..., None, None]).float()  # scale is arbitrary; make it unit norm
+    # The scale of F is arbitrary: make it unit norm (F = 0 when the two camera centres coincide).
+    return (F / F.flatten(-2).norm(dim=-1).clamp_min(1e-300)[..., None, None]).float()
 
 
 def epipolar_lines(F: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:

@@ -2,21 +2,21 @@
 
 Three layers, each usable on its own:
 
-1. `read_frames(source)` reads anything a user is likely to pass (an image, an animated GIF/WebP/PNG, a video, a
-   folder of frames, a glob pattern, PIL images or arrays) into one uint8 array (N, H, W, C) with C = 3 or 4.
-2. `preprocess(frames, ...)` mattes every frame, finds ONE square crop box for the whole clip so that the object
-   fills `image_frame_ratio` of the square and sits in its centre, resizes with Lanczos and composites on white.
+1. `read_frames(source)` reads anything a user is likely to pass (an image, an animated GIF/WebP/PNG, a
+   video, a folder of frames, a glob pattern, PIL images or arrays) into uint8 (N, H, W, C), C = 3 or 4.
+2. `preprocess(frames, ...)` mattes every frame, finds ONE square crop box for the whole clip so that the
+   object fills `image_frame_ratio` of the square and sits in its centre, resizes (Lanczos), puts it on white.
 3. `reference_preprocess(frames, W, image_frame_ratio)` reproduces the reference script's `preprocess_video`
    bit for bit, quirks included, and `to_model_range` / `reference_read_video` its `read_video`.
 
 How `preprocess` differs from the reference, on purpose:
-- The reference centres the crop on the image centre ("assume the object is already in the center"), so an
-  off-centre object stays off-centre and is smaller than `image_frame_ratio`. `preprocess` centres the crop on the
-  object's bounding box (the union over all frames, so the camera does not move between frames).
+- The reference centres the crop on the image centre ("assume the object is already in the center"), so
+  an off-centre object stays off-centre and is smaller than `image_frame_ratio`. `preprocess` centres the
+  crop on the object's bounding box (the union over all frames, so the camera does not move between frames).
 - The reference swaps rows and columns (`in_w, in_h = shape[:2]`), which only matters for non-square frames;
   `preprocess` has no such mix-up.
-- The reference treats every pixel whose channel mean is <= 250 as object and keeps the background it was given;
-  `preprocess` estimates the background colour and replaces it with white (see `plain_background_matte`).
+- The reference takes every pixel whose channel mean is <= 250 as object and keeps the background it was
+  given; `preprocess` estimates the background colour and makes it white (see `plain_background_matte`).
 - The reference needs exactly `n_frames` frames; `preprocess` samples, loops or pads to `num_frames`.
 """
 
@@ -45,20 +45,27 @@ VISIBLE_ALPHA = 8
 REMBG_MODEL_FILE = "u2net.onnx"
 REMBG_MODEL_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
 
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError, Image.DecompressionBombError)
+_PIL_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # 1. Reading
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def read_frames(source, max_frames: int | None = None) -> tuple[np.ndarray, dict]:
-    """Read `source` into uint8 frames (N, H, W, C), C = 4 if any frame has transparency else 3, plus an info dict.
+    """Read `source` into uint8 frames (N, H, W, C) (C = 4 if any frame has transparency, else 3) and info.
 
     `source` may be:
     - a still image file (PNG, JPEG, WebP, BMP, TIFF, ...): one frame; EXIF orientation is applied;
-    - an animated file (GIF, animated WebP/PNG, multi-page TIFF): every frame, composited as a viewer shows it;
+    - an animated file (GIF, animated WebP/PNG, multi-page TIFF): every frame, composited as viewers show it;
     - a video file (mp4, mov, webm, ...): every frame, decoded by imageio's ffmpeg plugin;
     - a folder: every image file in it (hidden files and other extensions skipped), sorted naturally
       (`frame2.png` before `frame10.png`), one frame per file;
@@ -70,7 +77,7 @@ def read_frames(source, max_frames: int | None = None) -> tuple[np.ndarray, dict
     `max_frames` stops reading after that many frames (long videos).
 
     Raises `ValueError` with one line naming the problem for a missing path, an empty (0-byte), truncated or
-    non-image file, a corrupt GIF or video, an empty folder or one without images, and a glob matching nothing.
+    non-image file, a corrupt GIF or video, an empty folder or one without images, a glob matching nothing.
     The info dict has `source`, `kind` (image / animation / video / folder / glob / array), `num_frames`,
     `height`, `width`, `has_alpha`, `modes` (the original PIL modes), `files` and `fps` where they apply.
     """
@@ -100,12 +107,16 @@ def _read_path(source: str, info: dict, max_frames: int | None) -> tuple[list[np
     path = Path(source).expanduser()
     if path.is_dir():
         info["kind"] = "folder"
-        files = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural_key)
+        files = sorted(
+            (p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural_key
+        )
         if not files:
             raise ValueError(f"input folder {source!r} is empty")
         files = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         if not files:
-            raise ValueError(f"input folder {source!r} has no image files (extensions {', '.join(IMAGE_EXTENSIONS)})")
+            raise ValueError(
+                f"input folder {source!r} has no image files (extensions {', '.join(IMAGE_EXTENSIONS)})"
+            )
         return _read_files(files[:max_frames], info)
     if path.is_file():
         if path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -117,11 +128,17 @@ def _read_path(source: str, info: dict, max_frames: int | None) -> tuple[list[np
     if any(ch in source for ch in "*?["):
         info["kind"] = "glob"
         matches = [Path(p) for p in globlib.glob(os.path.expanduser(source), recursive=True)]
-        files = sorted((p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        files = sorted(
+            (p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key
+        )
         if not files:
-            raise ValueError(f"glob pattern {source!r} matched no image files ({len(matches)} matches in all)")
+            raise ValueError(
+                f"glob pattern {source!r} matched no image files ({len(matches)} matches in all)"
+            )
         return _read_files(files[:max_frames], info)
-    raise ValueError(f"input path {source!r} does not exist (expected an image, a video, a folder or a glob pattern)")
+    raise ValueError(
+        f"input path {source!r} does not exist (expected an image, a video, a folder or a glob pattern)"
+    )
 
 
 def _read_files(files: list[Path], info: dict) -> tuple[list[np.ndarray], list[str]]:
@@ -136,7 +153,7 @@ def _read_files(files: list[Path], info: dict) -> tuple[list[np.ndarray], list[s
 
 
 def _read_image_file(path: Path, max_frames: int | None, info: dict | None = None) -> tuple[list, list[str]]:
-    """Every frame of an image file (one for a still image), or ValueError naming the file; sets info["fps"]."""
+    """Every frame of an image file (one if still), or ValueError naming the file; sets info["fps"]."""
     if path.stat().st_size == 0:
         raise ValueError(f"image file {str(path)!r} is empty (0 bytes)")
     images, modes = [], []
@@ -196,7 +213,9 @@ def _read_in_memory(source) -> tuple[list[np.ndarray], list[str]]:
             raise ValueError(f"frames array must be (H, W, C) or (N, H, W, C), got shape {arr.shape}")
         source = list(arr)
     if not isinstance(source, (list, tuple)) or not source:
-        raise ValueError(f"source must be a path, a glob, a PIL image, an array or a non-empty list, got {source!r:.80}")
+        raise ValueError(
+            f"source must be a path, a glob, a PIL image, an array or a non-empty list, got {source!r:.80}"
+        )
     images, modes = [], []
     for item in source:
         if isinstance(item, Image.Image):
@@ -237,7 +256,8 @@ def _stack(images: list[np.ndarray], info: dict) -> np.ndarray:
         first = images[0].shape[:2]
         bad = next(i for i, im in enumerate(images) if im.shape[:2] != first)
         raise ValueError(
-            f"all frames must have the same size: {names[0]} is {first[1]}x{first[0]} (WxH) but {names[bad]} is "
+            f"all frames must have the same size: {names[0]} is {first[1]}x{first[0]} (WxH) but "
+            f"{names[bad]} is "
             f"{images[bad].shape[1]}x{images[bad].shape[0]}"
         )
     transparent = any(im.shape[-1] == 4 and (im[..., 3] < 255).any() for im in images)
@@ -265,13 +285,15 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # 2. Matting
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
-def plain_background_matte(rgb: np.ndarray, tolerance: int = 20, min_border_fraction: float = 0.5) -> np.ndarray | None:
-    """Alpha (H, W) uint8 in {0, 255} for an object on a plain background, or None if the background is not plain.
+def plain_background_matte(
+    rgb: np.ndarray, tolerance: int = 20, min_border_fraction: float = 0.5
+) -> np.ndarray | None:
+    """Alpha (H, W) uint8 in {0, 255} of an object on a plain background; None if the background is not plain.
 
     Method:
     1. The background colour is the per-channel median of the one-pixel image border.
@@ -299,9 +321,9 @@ def plain_background_matte(rgb: np.ndarray, tolerance: int = 20, min_border_frac
 def _flood_fill(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """The `allowed` pixels 4-connected to `seeds`, by alternating whole-run sweeps along rows and columns.
 
-    A sweep marks every run of allowed pixels in a row (column) that touches a marked pixel, so each sweep follows a
-    path for any distance along a row (column); the loop ends when a row and a column sweep add nothing, which for
-    ordinary shapes takes a handful of sweeps.
+    A sweep marks every run of allowed pixels in a row (column) that touches a marked pixel, so one sweep
+    follows a path any distance along a row (column); the loop ends when a row and a column sweep add nothing,
+    which for ordinary shapes takes a handful of sweeps.
     """
     reached = seeds & allowed
     while True:
@@ -315,7 +337,7 @@ def _flood_fill(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 def _sweep_rows(reached: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     starts = allowed.copy()
     starts[:, 1:] &= ~allowed[:, :-1]  # a run starts where the left neighbour is not allowed (or at column 0)
-    run_id = np.cumsum(starts.ravel()).reshape(allowed.shape) * allowed  # 0 outside runs, 1.. per run
+    run_id = np.cumsum(starts.ravel(), dtype=np.int32).reshape(allowed.shape) * allowed  # 0 = not in a run
     hit = np.zeros(int(run_id.max()) + 1, bool)
     hit[run_id[reached]] = True
     hit[0] = False
@@ -325,23 +347,24 @@ def _sweep_rows(reached: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 def remove_background(frames: np.ndarray) -> np.ndarray:
     """RGBA frames (N, H, W, 4) from RGB frames with rembg's u2net model, as the reference script does.
 
-    Needs `pip install rembg` and the model file `u2net.onnx` already on disk in rembg's model folder ($U2NET_HOME,
-    default ~/.u2net). Nothing is downloaded: a missing package or model raises RuntimeError saying how to get it.
+    Needs `pip install rembg` and the model file `u2net.onnx` already on disk in rembg's model folder
+    ($U2NET_HOME, default ~/.u2net). Nothing is downloaded: a missing package or model raises RuntimeError
+    saying how to get it.
     """
     try:
         import rembg
     except ImportError as e:
         raise RuntimeError(
-            "remove_bg=True needs the optional package rembg: `pip install rembg` (plus onnxruntime), then put "
-            f"{REMBG_MODEL_FILE} from {REMBG_MODEL_URL} into ~/.u2net/ (or $U2NET_HOME)"
+            "remove_bg=True needs the optional package rembg: run `pip install rembg onnxruntime`, then "
+            f"put {REMBG_MODEL_FILE} from {REMBG_MODEL_URL} into ~/.u2net/ (or $U2NET_HOME)"
         ) from e
     model = rembg_model_path()
     if not model.is_file():
         raise RuntimeError(
-            f"remove_bg=True needs rembg's model {str(model)!r}, which is not on disk; sv4d-kit never downloads it "
+            f"remove_bg=True needs rembg's model {str(model)!r}, not on disk; sv4d-kit never downloads it "
             f"implicitly: download {REMBG_MODEL_URL} to that path (or set $U2NET_HOME to its folder)"
         )
-    # With the model present and its checksum check off, rembg's session loads the file and touches no network.
+    # With the model present and its checksum check off, rembg's session loads the file, no network access.
     previous = os.environ.get("MODEL_CHECKSUM_DISABLED")
     os.environ["MODEL_CHECKSUM_DISABLED"] = "1"
     try:
@@ -351,8 +374,13 @@ def remove_background(frames: np.ndarray) -> np.ndarray:
             os.environ.pop("MODEL_CHECKSUM_DISABLED", None)
         else:
             os.environ["MODEL_CHECKSUM_DISABLED"] = previous
-    out = [np.asarray(rembg.remove(Image.fromarray(f[..., :3]), session=session, alpha_matting=True)) for f in frames]
-    return np.stack([o if o.shape[-1] == 4 else np.dstack([o, np.full(o.shape[:2], 255, np.uint8)]) for o in out])
+    out = [
+        np.asarray(rembg.remove(Image.fromarray(f[..., :3]), session=session, alpha_matting=True))
+        for f in frames
+    ]
+    return np.stack(
+        [o if o.shape[-1] == 4 else np.dstack([o, np.full(o.shape[:2], 255, np.uint8)]) for o in out]
+    )
 
 
 def rembg_model_path() -> Path:
@@ -361,19 +389,19 @@ def rembg_model_path() -> Path:
     return Path(os.path.expanduser(home)) / REMBG_MODEL_FILE
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # 3. Frame count, crop box, resize
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def select_frames(num_input: int, num_frames: int | None, policy: str = "sample") -> tuple[list[int], str]:
-    """Indices of the input frames to use, and what was done (`kept`, `sampled`, `looped`, `padded`, `truncated`).
+    """Indices of the input frames to use and what was done (kept, sampled, looped, padded or truncated).
 
-    - `sample`: `num_frames` indices spread evenly from the first to the last frame (rounded), whether that drops
-      frames (90 -> 21) or repeats them (3 -> 7).
+    - `sample`: `num_frames` indices spread evenly from the first to the last frame (rounded), whether that
+      drops frames (90 -> 21) or repeats them (3 -> 7).
     - `loop`: 0, 1, ..., N-1, 0, 1, ... (the clip plays again from the start).
     - `pad`: all frames, then the last frame repeated.
-    With more input frames than `num_frames`, `loop` and `pad` keep the first `num_frames` frames (`truncated`),
+    With more input frames than `num_frames`, `loop` and `pad` keep the first `num_frames` (`truncated`),
     as the reference does.
     """
     if policy not in FRAME_POLICIES:
@@ -390,7 +418,7 @@ def select_frames(num_input: int, num_frames: int | None, policy: str = "sample"
 
 
 def object_box(alphas: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(top, left, bottom, right), bottom/right exclusive, of the pixels with alpha >= VISIBLE_ALPHA in any frame."""
+    """(top, left, bottom, right), bottom/right exclusive, of pixels with alpha >= VISIBLE_ALPHA anywhere."""
     visible = (np.asarray(alphas) >= VISIBLE_ALPHA).any(axis=0)  # (N, H, W) -> (H, W)
     rows, cols = np.flatnonzero(visible.any(1)), np.flatnonzero(visible.any(0))
     if rows.size == 0:
@@ -399,7 +427,7 @@ def object_box(alphas: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def square_crop(box: tuple[int, int, int, int], image_frame_ratio: float) -> tuple[float, float, float]:
-    """(top, left, side) of the square centred on `box` whose side is the box's longer side / image_frame_ratio."""
+    """(top, left, side) of the square centred on `box`, side = the box's longer side / image_frame_ratio."""
     top, left, bottom, right = box
     side = max(bottom - top, right - left) / image_frame_ratio
     return (top + bottom - side) / 2, (left + right - side) / 2, side
@@ -407,9 +435,11 @@ def square_crop(box: tuple[int, int, int, int], image_frame_ratio: float) -> tup
 
 def crop_resize_on_white(rgba: np.ndarray, crop: tuple[float, float, float], size: int) -> np.ndarray:
     """Cut the square `crop` (top, left, side; may leave the image) out of `rgba` (H, W, 4) and resize it to
-    (size, size) with Lanczos on premultiplied alpha; return float32 RGB (size, size, 3) in [0, 1] on white."""
+    (size, size) with Lanczos on premultiplied alpha; return RGB (size, size, 3) in [0, 1] on white."""
     top, left, side = crop
-    im = Image.fromarray(np.ascontiguousarray(rgba), "RGBA").convert("RGBa")  # premultiplied: no colour fringes
+    im = Image.fromarray(np.ascontiguousarray(rgba), "RGBA").convert(
+        "RGBa"
+    )  # premultiplied: no colour fringes
     factor = int(side / size / 2)  # shrink big inputs first by an integer box filter, keep >= 2x for Lanczos
     if factor > 1:
         im = im.reduce(factor)
@@ -435,14 +465,14 @@ def preprocess(
     frame_policy: str = "sample",
     bg_tolerance: int = 20,
 ) -> tuple[torch.Tensor, dict]:
-    """Frames -> (T, 3, size, size) float32 in [0, 1]: the object centred, filling `image_frame_ratio`, on white.
+    """Frames -> (T, 3, size, size) float32 in [0, 1]: the object centred, filling `image_frame_ratio`.
 
     `frames` is anything `read_frames` accepts (it is called for you) or its output array. Steps:
     1. Pick `num_frames` frames with `frame_policy` (see `select_frames`); None keeps every frame.
     2. Matte each frame: its alpha channel if it has one; else rembg if `remove_bg` (see `remove_background`);
        else `plain_background_matte` (background colour from the border, within `bg_tolerance`). If a frame's
        background is not plain, the whole frame is kept as the object and a warning suggests `remove_bg=True`.
-    3. ONE crop for the whole clip: the square centred on the union of the object boxes of all frames, with side
+    3. ONE crop for the whole clip: the square centred on the union of the object boxes of all frames, side
        = longer box side / `image_frame_ratio`, so a moving object moves inside a fixed frame.
     4. Crop (transparent = white outside the image), Lanczos-resize to `size`, composite on white.
 
@@ -457,14 +487,21 @@ def preprocess(
         raise ValueError(f"size must be a positive int, got {size!r}")
     if not isinstance(image_frame_ratio, (int, float)) or not 0 < image_frame_ratio <= 1:
         raise ValueError(f"image_frame_ratio must be in (0, 1], got {image_frame_ratio!r}")
-    if num_frames is not None and (not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1):
+    if num_frames is not None and (
+        not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1
+    ):
         raise ValueError(f"num_frames must be a positive int or None, got {num_frames!r}")
     if frame_policy not in FRAME_POLICIES:
         raise ValueError(f"frame_policy must be one of {FRAME_POLICIES}, got {frame_policy!r}")
     if not isinstance(bg_tolerance, int) or not 0 <= bg_tolerance <= 255:
         raise ValueError(f"bg_tolerance must be an int in [0, 255], got {bg_tolerance!r}")
     read_info = None
-    if isinstance(frames, np.ndarray) and frames.ndim == 4 and frames.dtype == np.uint8 and frames.shape[-1] in (3, 4):
+    if (
+        isinstance(frames, np.ndarray)
+        and frames.ndim == 4
+        and frames.dtype == np.uint8
+        and frames.shape[-1] in (3, 4)
+    ):
         arr = frames
     else:
         arr, read_info = read_frames(frames)
@@ -518,16 +555,16 @@ def _matte(frames: np.ndarray, remove_bg: bool, tolerance: int) -> tuple[np.ndar
         alphas.append(np.full(f.shape[:2], 255, np.uint8) if alpha is None else alpha)
     if "none" in methods:
         warnings.warn(
-            "the background is not plain, so frames are used uncropped; pass remove_bg=True (rembg) to cut out "
-            "the object",
+            "the background is not plain, so frames are used uncropped; pass remove_bg=True (rembg) to cut "
+            "out the object",
             stacklevel=3,
         )
     return np.concatenate([frames, np.stack(alphas)[..., None]], -1), methods
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # 4. The reference, bit for bit
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def reference_preprocess(
@@ -538,12 +575,12 @@ def reference_preprocess(
     `frames` is uint8 (N, h, w, 3) (treated as PIL "RGB": object = channel mean <= 250) or (N, h, w, 4) (PIL
     "RGBA": object = alpha > 0). Every step reproduces the reference exactly, including its quirks:
     - the crop is a square centred on the IMAGE centre, big enough for the union box of all frames;
-    - rows and columns are mixed up (`in_w, in_h = shape[:2]`; the column box is compared with the row centre);
+    - rows and columns are mixed up (`in_w, in_h = shape[:2]`: column extents are compared to the row centre);
       this is harmless for square frames and wrong for others;
     - an empty mask has the box (0, 0, 0, 0) (`cv2.boundingRect`), so an empty clip keeps the whole frame.
-    The OpenCV calls are replaced by their exact numpy equivalents: `cv2.threshold(m, 0, 255, THRESH_BINARY)` is
-    `255 * (m > 0)` and `cv2.boundingRect` of a uint8 mask is the bounding box of its non-zero pixels. The resize
-    is PIL's Lanczos on RGBA (which PIL premultiplies), as in the reference.
+    The OpenCV calls are replaced by exact numpy equivalents: `cv2.threshold(m, 0, 255, THRESH_BINARY)` is
+    `255 * (m > 0)` and `cv2.boundingRect` of a uint8 mask is the bounding box of its non-zero pixels. The
+    resize is PIL's Lanczos on RGBA (which PIL premultiplies), as in the reference.
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
@@ -590,7 +627,7 @@ def reference_preprocess(
 
 
 def _bounding_rect(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """`cv2.boundingRect` of a binary mask: (x, y, w, h) of its non-zero pixels, (0, 0, 0, 0) if there are none."""
+    """`cv2.boundingRect` of a binary mask: (x, y, w, h) of its non-zero pixels, (0, 0, 0, 0) if none."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
         return 0, 0, 0, 0
@@ -603,6 +640,8 @@ def to_model_range(x: torch.Tensor) -> torch.Tensor:
 
 
 def reference_read_video(frames: np.ndarray) -> torch.Tensor:
-    """The reference `read_video` on uint8 frames (N, H, W, 3): `ToTensor()(frame) * 2 - 1`, stacked (N, 3, H, W)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255)  # ToTensor on uint8
+    """The reference `read_video` on uint8 frames (N, H, W, 3): `ToTensor()(frame) * 2 - 1`, (N, 3, H, W)."""
+    x = (
+        torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255)
+    )  # ToTensor on uint8
     return to_model_range(x)

@@ -25,7 +25,7 @@ from sv4d_kit import cameras
 HELDOUT_SEED_START = 1_000_000
 DEFAULT_RADIUS = 2.5  # camera distance from the origin
 DEFAULT_FOV = 46.0  # vertical field of view (degrees); a 0.95-radius sphere at the origin just fits
-SAMPLE_SEED = 7  # the scene of data/ (see `write_sample_data`)
+SAMPLE_SEED = 18  # the scene of data/ (see `write_sample_data`)
 _FIT_RADIUS = 0.95  # every scene is scaled so that it stays within this radius at all times
 
 KINDS = ("sphere", "box", "cylinder", "cone", "torus")
@@ -46,13 +46,13 @@ PALETTE = (
     (0.56, 0.26, 0.76),  # purple
     (0.95, 0.45, 0.66),  # pink
     (0.52, 0.33, 0.18),  # brown
-    (0.12, 0.16, 0.42),  # navy
+    (0.42, 0.72, 0.95),  # sky
     (0.62, 0.84, 0.22),  # lime
-    (0.26, 0.26, 0.30),  # charcoal
+    (0.58, 0.56, 0.16),  # olive
 )
 # Two world-fixed directional lights (key from above-front, fill from the other side) plus ambient light.
-_LIGHTS = ((0.45, -0.35, 0.82, 0.55), (-0.6, 0.5, 0.1, 0.25))  # (direction x, y, z, strength)
-_AMBIENT = 0.38
+_LIGHTS = ((0.45, -0.35, 0.82, 0.5), (-0.6, 0.5, 0.1, 0.25))  # (direction x, y, z, strength)
+_AMBIENT = 0.45
 
 
 @dataclass(frozen=True)

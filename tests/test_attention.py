@@ -13,7 +13,7 @@ from sv4d_kit.models.transformer import CrossAttention
 
 
 def golden_unet(reference_dir: Path, **overrides):
-    """The golden tiny UNet (its weights) with config overrides, and the chunk1 inputs (B=2, T=2, V=3, 8x8)."""
+    """The golden tiny UNet (its weights) with config overrides, and chunk1 inputs (B=2, T=2, V=3, 8x8)."""
     meta = json.loads((reference_dir / "golden_unet_tiny.json").read_text())
     meta["network_config"]["params"].update(overrides)
     tensors = load_file(str(reference_dir / "golden_unet_tiny.safetensors"))
@@ -46,7 +46,7 @@ def test_captured_maps_are_distributions_of_the_right_shape(reference_dir, use_3
             captured = unet(**inputs)
     torch.testing.assert_close(captured, fused, rtol=0, atol=1e-5)
     assert all(m.prob_sink is None for m in unet.modules() if isinstance(m, CrossAttention))
-    # 3 transformers (input_blocks.1.1, input_blocks.3.1, middle_block.1, output_blocks.3.1, .4.1, .5.1 ...)
+    # one map per kind in every transformer
     assert len(maps) == 3 * len(attention_layers(unet, ["spatial"]))
     heads = {"input_blocks.1.1": 2, "middle_block.1": 4}  # 32 and 64 channels, 16 per head
     sizes = {"input_blocks.1.1": 8 * 8, "middle_block.1": 2 * 2}
@@ -57,7 +57,8 @@ def test_captured_maps_are_distributions_of_the_right_shape(reference_dir, use_3
         h = heads[prefix]
         assert spatial.shape == (b * t * v, h, hw, hw)
         assert frame.shape == (b * v * hw, h, t, t)
-        # 8-view layout: V views per (b, t, pixel); 3-D layout: groups of V neighbouring rows, one per (b, hw/.., t).
+        # 8-view layout: the V views of each (b, t, pixel); 3-D layout: V neighbouring rows of the (b v hw)
+        # flattening for each time frame, B*V*HW/V*T = B*T*HW groups as well.
         assert view.shape == (b * t * hw, h, v, v)
         for probs in (spatial, view, frame):
             assert probs.dtype == torch.float32 and (probs >= 0).all()

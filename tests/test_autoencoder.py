@@ -39,18 +39,24 @@ def test_sgm_names_map_to_diffusers():
     assert sgm_vae_name_to_diffusers("encoder.down.2.downsample.conv.bias") == (
         "encoder.down_blocks.2.downsamplers.0.conv.bias"
     )
-    # the decoder's level index is reversed: sgm up.0 is the full-resolution level, diffusers up_blocks.0 the deepest
+    # the decoder's level index is reversed: sgm up.0 is full resolution, diffusers up_blocks.0 the deepest
     assert sgm_vae_name_to_diffusers("decoder.up.0.block.2.nin_shortcut.weight", 4) == (
         "decoder.up_blocks.3.resnets.2.conv_shortcut.weight"
     )
     assert sgm_vae_name_to_diffusers("decoder.up.3.upsample.conv.weight", 4) == (
         "decoder.up_blocks.0.upsamplers.0.conv.weight"
     )
-    assert sgm_vae_name_to_diffusers("decoder.mid.block_2.conv1.bias") == "decoder.mid_block.resnets.1.conv1.bias"
+    assert (
+        sgm_vae_name_to_diffusers("decoder.mid.block_2.conv1.bias")
+        == "decoder.mid_block.resnets.1.conv1.bias"
+    )
     assert sgm_vae_name_to_diffusers("decoder.mid.attn_1.proj_out.weight") == (
         "decoder.mid_block.attentions.0.to_out.0.weight"
     )
-    assert sgm_vae_name_to_diffusers("encoder.mid.attn_1.norm.bias") == "encoder.mid_block.attentions.0.group_norm.bias"
+    assert (
+        sgm_vae_name_to_diffusers("encoder.mid.attn_1.norm.bias")
+        == "encoder.mid_block.attentions.0.group_norm.bias"
+    )
     assert sgm_vae_name_to_diffusers("encoder.norm_out.weight") == "encoder.conv_norm_out.weight"
     assert sgm_vae_name_to_diffusers("quant_conv.weight") == "quant_conv.weight"
     w = torch.randn(8, 8, 1, 1)
@@ -79,8 +85,8 @@ def test_full_size_first_stage_layout_maps_exactly(reference_dir, variant):
         covered[kit] = name
         shape = sgm_vae_tensor_to_diffusers(kit, torch.empty(info["shape"], device="meta")).shape
         assert shape == own[kit], (name, kit)
-    # every first_stage_model tensor maps (none ignored); the kit's decoder is covered exactly once and the only
-    # kit keys without a checkpoint tensor are the encoder's (the reference first stage has no encoder)
+    # every first_stage_model tensor maps (none ignored); the kit's decoder is covered exactly once and the
+    # only kit keys without a checkpoint tensor are the encoder's (the reference first stage has no encoder)
     assert len(covered) == 138
     uncovered = set(own) - set(covered)
     assert all(k.startswith("encoder.") for k in uncovered)
@@ -104,7 +110,9 @@ def test_chunked_decode_equals_unchunked():
         expected = ((vae.decode(z / SCALE_FACTOR).sample + 1) / 2).clamp(0, 1)
         torch.testing.assert_close(whole, expected, rtol=0, atol=2e-5)
         assert (decode_latents(vae, z[:1]) - whole[:1]).abs().max() < 2e-5
-        assert (decode_latents(vae, z.flip(0))[0] - whole[0]).abs().max() > 1e-3  # frames are not interchangeable
+        assert (
+            decode_latents(vae, z.flip(0))[0] - whole[0]
+        ).abs().max() > 1e-3  # frames are not interchangeable
     with pytest.raises(ValueError, match="chunk_size"):
         decode_latents(vae, z, chunk_size=0)
 
@@ -113,7 +121,9 @@ def test_vae_encoder_matches_autoencoder_kl_encode():
     torch.manual_seed(0)
     full = build_autoencoder(TINY_DDCONFIG).eval()
     enc = VAEEncoder(TINY_DDCONFIG).eval()
-    missing = enc.load_state_dict({k: v for k, v in full.state_dict().items() if k.startswith(("encoder.", "quant"))})
+    missing = enc.load_state_dict(
+        {k: v for k, v in full.state_dict().items() if k.startswith(("encoder.", "quant"))}
+    )
     assert not missing.missing_keys
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():

@@ -33,7 +33,9 @@ def hparams(reference_dir):
 
 def _tiny(meta, seed=0):
     torch.manual_seed(seed)
-    model = SV4DConditioner.from_reference_configs(meta["clip_config"], meta["vae_ddconfig"], meta["conditioner_config"])
+    model = SV4DConditioner.from_reference_configs(
+        meta["clip_config"], meta["vae_ddconfig"], meta["conditioner_config"]
+    )
     return model.eval()
 
 
@@ -116,7 +118,9 @@ def test_concat_is_cond_motion_repeated_per_view_in_t_v_order(tiny_meta):
     model = _tiny(tiny_meta)
     cond_motion, cond_view, polar, azimuth = _batch()
     with torch.no_grad():
-        inputs = model.vae_encoder_inputs(cond_motion, cond_view, noise={"cond_frames": torch.zeros(6, 3, 64, 64)})
+        inputs = model.vae_encoder_inputs(
+            cond_motion, cond_view, noise={"cond_frames": torch.zeros(6, 3, 64, 64)}
+        )
         c = model(cond_motion, cond_view, polar, azimuth, encoder_inputs=inputs)
     assert torch.equal(inputs["cond_frames"][4], cond_motion[1])  # index t * V + v with t = 1, v = 1
     assert torch.equal(inputs["cond_frames"][2], cond_motion[0])
@@ -153,7 +157,9 @@ def test_bad_inputs_raise(tiny_meta):
     with pytest.raises(ValueError):
         checkpoint_name_to_kit("conditioner.embedders.2.something")
     with pytest.raises(ValueError, match="clip_config"):
-        SV4DConditioner.from_reference_configs(None, None, tiny_meta["conditioner_config"])  # unknown tiny arch
+        SV4DConditioner.from_reference_configs(
+            None, None, tiny_meta["conditioner_config"]
+        )  # unknown tiny arch
 
 
 def test_save_pretrained_round_trip(tiny_meta, tmp_path):
@@ -169,6 +175,10 @@ def test_save_pretrained_round_trip(tiny_meta, tmp_path):
         b = loaded(*batch, encoder_inputs=noise)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    with torch.no_grad():
+        chunked = loaded(*batch, encoder_inputs=noise, encode_chunk_size=2)
+    for key in a:
+        torch.testing.assert_close(chunked[key], a[key], rtol=0, atol=2e-5)
 
 
 def test_clip_preprocess_at_native_size_only_normalises():
@@ -182,7 +192,10 @@ def test_clip_preprocess_at_native_size_only_normalises():
 
 def test_clip_config_from_open_clip():
     cfg = CLIPImageEncoder.config_from_open_clip(
-        {"embed_dim": 32, "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 16, "patch_size": 16}}
+        {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 16, "patch_size": 16},
+        }
     )
     enc = CLIPImageEncoder(**cfg)
     assert enc.transformer.resblocks[0].attn.heads == 4

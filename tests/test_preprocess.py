@@ -1,4 +1,4 @@
-"""Tests for input reading and preprocessing: golden reference frames, bad and awkward inputs, ground truth."""
+"""Tests for reading and preprocessing inputs: golden frames, bad and awkward inputs, ground truth."""
 
 import struct
 import sys
@@ -29,7 +29,7 @@ BLUE = (40, 90, 160)
 
 
 def object_bbox(x: torch.Tensor, thresh: float = 0.5) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) of pixels of a (3, S, S) on-white frame darker than `thresh` in some channel."""
+    """(top, left, bottom, right) of the pixels of a (3, S, S) frame darker than `thresh` in some channel."""
     dark = (1 - x.numpy()).max(0) > thresh
     rows, cols = np.flatnonzero(dark.any(1)), np.flatnonzero(dark.any(0))
     return rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
@@ -45,7 +45,12 @@ def write_png16(path, arr: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def square_on_white(h=64, w=64, top=10, left=20, side=16, color=RED) -> np.ndarray:
@@ -54,9 +59,9 @@ def square_on_white(h=64, w=64, top=10, left=20, side=16, color=RED) -> np.ndarr
     return img
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Golden: the reference preprocess_video / read_video, bit for bit
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_golden_preprocess_sets_pass(reference_dir):
@@ -79,8 +84,8 @@ def test_golden_outputs_exact(reference_dir):
 
 
 def test_reference_keeps_row_column_quirk():
-    # Tall frame (100 rows, 40 columns), small object near the top, centred horizontally. The reference compares
-    # column extents with the row centre, so its square is too small and the object falls outside the crop.
+    # Tall frame (100 rows, 40 columns), small object near the top, centred horizontally. The reference
+    # compares column extents with the row centre, so its square is too small and the object falls outside.
     img = square_on_white(h=100, w=40, top=10, left=18, side=4)
     ref = reference_preprocess(img[None], W=32, image_frame_ratio=0.9)
     assert (ref == 255).all()  # object cropped away, exactly as the reference does
@@ -92,12 +97,14 @@ def test_to_model_range():
     x = torch.tensor([0.0, 0.5, 1.0])
     torch.testing.assert_close(to_model_range(x), torch.tensor([-1.0, 0.0, 1.0]))
     frames = np.array([[[[0, 128, 255]]]], np.uint8)
-    torch.testing.assert_close(reference_read_video(frames).flatten(), torch.tensor([-1.0, 128 / 255 * 2 - 1, 1.0]))
+    torch.testing.assert_close(
+        reference_read_video(frames).flatten(), torch.tensor([-1.0, 128 / 255 * 2 - 1, 1.0])
+    )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Bad inputs: one clear ValueError line
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def _make_bad(tmp_path, kind):
@@ -199,9 +206,9 @@ def test_no_object_raises(tmp_path, kind):
         preprocess(tmp_path / "x.png", size=16)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Awkward but valid inputs
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_awkward_still_images(tmp_path):
@@ -232,7 +239,9 @@ def test_awkward_still_images(tmp_path):
         assert x.shape == (1, 3, 32, 32) and torch.isfinite(x).all(), name
         assert 0 <= x.min() and x.max() <= 1 and x.min() < 0.5, name  # the object is there
         top, left, bottom, right = pinfo["object_box"]
-        assert abs(top - 10) <= 1 and abs(left - 20) <= 1 and abs(bottom - 26) <= 1 and abs(right - 36) <= 1, name
+        assert (
+            abs(top - 10) <= 1 and abs(left - 20) <= 1 and abs(bottom - 26) <= 1 and abs(right - 36) <= 1
+        ), name
 
     g16, _ = read_frames(tmp_path / "gray16.png")
     assert g16[0, 12, 22, 0] == BLUE[0] and g16[0, 0, 0, 0] == 255  # 16-bit scaled to 8-bit, not clipped
@@ -265,13 +274,17 @@ def test_gifs_mp4_folder_glob(tmp_path):
     (folder / "notes.txt").write_text("ignored")
 
     long, info = read_frames(tmp_path / "long.gif")
-    assert long.shape == (90, 32, 32, 3) and info["kind"] == "animation" and info["fps"] == pytest.approx(25.0)
+    assert (
+        long.shape == (90, 32, 32, 3) and info["kind"] == "animation" and info["fps"] == pytest.approx(25.0)
+    )
     np.testing.assert_array_equal(long[37], clip[37])  # every frame, composited
     one, info = read_frames(tmp_path / "one.gif")
     assert one.shape == (1, 32, 32, 3) and info["kind"] == "image"
     video, info = read_frames(tmp_path / "clip.mp4")
     assert video.shape == (12, 64, 64, 3) and info["kind"] == "video" and info["fps"] == pytest.approx(10.0)
-    assert np.abs(video[5].astype(int) - np.asarray(frames[5].resize((64, 64)), int)).mean() < 8  # lossy codec
+    assert (
+        np.abs(video[5].astype(int) - np.asarray(frames[5].resize((64, 64)), int)).mean() < 8
+    )  # lossy codec
     assert read_frames(tmp_path / "clip.mp4", max_frames=3)[0].shape[0] == 3
 
     got, info = read_frames(folder)
@@ -283,7 +296,11 @@ def test_gifs_mp4_folder_glob(tmp_path):
     assert info["kind"] == "glob" and got_glob.shape[0] == 3  # frame1, frame10, frame11
 
     x, pinfo = preprocess(tmp_path / "long.gif", size=24, num_frames=21)
-    assert x.shape == (21, 3, 24, 24) and pinfo["frame_action"] == "sampled" and pinfo["read"]["num_frames"] == 90
+    assert (
+        x.shape == (21, 3, 24, 24)
+        and pinfo["frame_action"] == "sampled"
+        and pinfo["read"]["num_frames"] == 90
+    )
 
 
 def test_in_memory_sources():
@@ -293,9 +310,9 @@ def test_in_memory_sources():
         assert frames.shape[1:] == (64, 64, 3) and info["kind"] == "array"
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Ground truth: where the object ends up
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("background", ["white", "transparent", "green"])
@@ -331,7 +348,9 @@ def test_one_crop_box_for_a_moving_object():
     scale = size / (42 / ratio)
     boxes = [object_bbox(f) for f in x]
     for i, (t, l, b, r) in enumerate(boxes):
-        assert abs((b - t) - 12 * scale) <= 1.5 and abs((r - l) - 12 * scale) <= 1.5  # same size in every frame
+        assert (
+            abs((b - t) - 12 * scale) <= 1.5 and abs((r - l) - 12 * scale) <= 1.5
+        )  # same size in every frame
         # moved by exactly the input motion times the one scale
         assert abs((l - boxes[0][1]) - 10 * i * scale) <= 1 and abs((t - boxes[0][0]) - 4 * i * scale) <= 1
     first, last = boxes[0], boxes[-1]
@@ -360,9 +379,9 @@ def test_busy_background_warns_and_keeps_whole_frame():
     assert x[0, :, 16:24, 11:29].std() > 0.05 and x[0, :, 16:24, 11:29].mean() < 0.8  # the noise is inside
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Frame counts
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -399,9 +418,9 @@ def test_preprocess_records_frame_policy(policy):
         torch.testing.assert_close(out, single[idx])
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # remove_bg (rembg): never downloads, clear errors
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_remove_bg_without_rembg_says_how_to_get_it(monkeypatch):

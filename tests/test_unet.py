@@ -1,4 +1,4 @@
-"""Tests of the SV4D 2.0 UNet: golden vectors, checkpoint layout, layouts of view attention, switches, chunking."""
+"""Tests of the SV4D 2.0 UNet: golden vectors, checkpoint layout, view-attention layouts, switches."""
 
 import json
 import math
@@ -13,8 +13,16 @@ from sv4d_kit.golden.unet import build_unet
 from sv4d_kit.models.unet import SV4DUNet
 
 TINY = dict(
-    in_channels=8, model_channels=32, out_channels=4, num_res_blocks=1, attention_resolutions=[1, 2],
-    channel_mult=[1, 2], num_head_channels=16, context_dim=16, motion_context_dim=4, adm_in_channels=128,
+    in_channels=8,
+    model_channels=32,
+    out_channels=4,
+    num_res_blocks=1,
+    attention_resolutions=[1, 2],
+    channel_mult=[1, 2],
+    num_head_channels=16,
+    context_dim=16,
+    motion_context_dim=4,
+    adm_in_channels=128,
 )
 
 
@@ -83,7 +91,9 @@ def test_golden_unet_sets_pass(reference_dir):
 @pytest.mark.parametrize("variant", ["sv4d2", "sv4d2_8views"])
 def test_full_size_layout_matches_checkpoint(reference_dir, variant):
     hparams = json.loads((reference_dir / "sv4d2_hparams.json").read_text())
-    params = hparams["variants"][variant]["yaml_config_resolved"]["model"]["params"]["network_config"]["params"]
+    params = hparams["variants"][variant]["yaml_config_resolved"]["model"]["params"]["network_config"][
+        "params"
+    ]
     with torch.device("meta"):
         unet = SV4DUNet.from_reference_config(params)
     layout = json.loads((reference_dir / f"{variant}_checkpoint_layout.json").read_text())["tensors"]
@@ -97,11 +107,23 @@ def test_full_size_layout_matches_checkpoint(reference_dir, variant):
 
 
 def test_from_reference_config_validates():
-    params = dict(TINY, num_classes="sequential", use_spatial_transformer=True, use_motion_attention=True,
-                  use_spatial_context=True, time_mix_legacy=False, use_camera_emb=True, legacy=False,
-                  use_checkpoint=True, spatial_transformer_attn_type="softmax-xformers", replicate_time_mix_bug=True)
+    params = dict(
+        TINY,
+        num_classes="sequential",
+        use_spatial_transformer=True,
+        use_motion_attention=True,
+        use_spatial_context=True,
+        time_mix_legacy=False,
+        use_camera_emb=True,
+        legacy=False,
+        use_checkpoint=True,
+        spatial_transformer_attn_type="softmax-xformers",
+        replicate_time_mix_bug=True,
+    )
     unet = SV4DUNet.from_reference_config(params)
-    assert unet.config.use_camera_emb and not unet.config.use_3d_attention  # reference default for a missing key
+    assert (
+        unet.config.use_camera_emb and not unet.config.use_3d_attention
+    )  # reference default for a missing key
     with pytest.raises(ValueError, match="use_motion_attention"):
         SV4DUNet.from_reference_config(dict(params, use_motion_attention=False))
     with pytest.raises(ValueError, match="time_mix_legacy"):
@@ -154,22 +176,23 @@ def test_block_switches_ablate_and_restore(reference_dir):
 
 
 def test_switched_off_stage_passes_input_through(reference_dir):
+    """With both stages off a transformer is proj_out(spatial block output) + its input, and the view and
+    frame blocks never run."""
     unet, inputs = golden_unet(reference_dir)
-    unet.set_block_switches(view=False, motion=False)
     transformer = unet.input_blocks[1][1]
-    seen = []
-    handle = transformer.transformer_blocks[0].register_forward_hook(lambda m, a, kw, o: seen.append(o),
-                                                                     with_kwargs=True)
-    calls = []
+    args, _ = capture_call(transformer, lambda: unet(**inputs))
+    unet.set_block_switches(view=False, motion=False)
+    spatial_out, calls = [], []
+    hooks = [transformer.transformer_blocks[0].register_forward_hook(lambda m, a, o: spatial_out.append(o))]
     for block in (transformer.time_mix_blocks[0], transformer.motion_blocks[0]):
-        block.register_forward_hook(lambda m, a, o: calls.append(o))
+        hooks.append(block.register_forward_hook(lambda m, a, o: calls.append(o)))
     with torch.no_grad():
-        out = transformer(*capture_call(transformer, lambda: unet(**inputs))[0])
-        # With both stages off the transformer is proj_out(spatial block) + input.
-        x_in = capture_call(transformer, lambda: unet(**inputs))[0][0]
-    handle.remove()
-    n, c, h, w = x_in.shape
-    expected = transformer.proj_out(seen[-1]).reshape(n, h, w, c).permute(0, 3, 1, 2) + x_in
+        out = transformer(*args)
+        x_in = args[0]
+        n, c, h, w = x_in.shape
+        expected = transformer.proj_out(spatial_out[0]).reshape(n, h, w, c).permute(0, 3, 1, 2) + x_in
+    for hook in hooks:
+        hook.remove()
     assert not calls
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
@@ -202,7 +225,7 @@ def test_gradient_checkpointing_same_gradients():
 
 @pytest.mark.parametrize("use_3d_attention", [True, False])
 def test_view_block_mixing_pattern(reference_dir, use_3d_attention):
-    """3-D layout: row 0 only reaches rows 0..V-1 (neighbouring pixels); 8-view layout: the views of one frame."""
+    """3-D layout: row 0 only reaches rows 0..V-1 (neighbouring pixels); 8-view layout: one frame's views."""
     unet, inputs = golden_unet(reference_dir, use_3d_attention=use_3d_attention)
     block = unet.input_blocks[1][1].time_mix_blocks[0]
     args, kwargs = capture_call(block, lambda: unet(**inputs))
@@ -211,7 +234,9 @@ def test_view_block_mixing_pattern(reference_dir, use_3d_attention):
     b = inputs["context"].shape[0]
     assert v == inputs["cond_view"].shape[0] // b == 3
     perturbed = x.clone()
-    perturbed[0] += torch.randn(x[0].shape, generator=torch.Generator().manual_seed(0))  # not a constant: LayerNorm
+    perturbed[0] += torch.randn(
+        x[0].shape, generator=torch.Generator().manual_seed(0)
+    )  # not a constant: LayerNorm
     with torch.no_grad():
         diff = (block(perturbed, **{k: a for k, a in kwargs.items() if k != "x"}) - block(x, **kwargs)).abs()
     changed = diff.flatten(1).amax(1) > 1e-4
@@ -226,8 +251,8 @@ def test_view_block_mixing_pattern(reference_dir, use_3d_attention):
 
 
 def test_view_attention_mixes_views_only_in_8view_layout(reference_dir):
-    """With frame attention off, a perturbed frame reaches the other views of its time frame only in the 8-view
-    layout; in the 3-D layout (V dividing H*W) it stays in its own frame."""
+    """With frame attention off, a perturbed frame reaches the other views of its time frame only in the
+    8-view layout; in the 3-D layout (V dividing H*W) it stays in its own frame."""
     for use_3d in (True, False):
         unet, inputs = golden_unet(reference_dir, use_3d_attention=use_3d)
         unet.set_block_switches(view=True, motion=False)

@@ -1,4 +1,4 @@
-"""Check the conditioner (CLIP tower, VAE encoders, timestep embeddings, `c` and `uc`) against a golden set."""
+"""Check the conditioner (CLIP, VAE encoders, timestep embeddings, `c` and `uc`) against a golden set."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,21 +50,30 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
     polar, azimuth = g["batch.polar_rad"], g["batch.azimuth_rad"]
     pixels = clip_preprocess(cond_motion, image_size=model.clip.config.image_size)
     yield compare("emb0_clip.out0", model.clip(pixels)[None], g["emb0_clip.out0"], "conditioner")
-    # the stored encoder inputs are the batch images plus 1e-5 noise: this checks the (t v) order of cond_frames
-    images = {"cond_frames": cond_motion.repeat_interleave(cond_view.shape[0], dim=0), "cond_view": cond_view,
-              "cond_motion": cond_motion}
+    # the stored encoder inputs are the batch images plus 1e-5 noise: this checks cond_frames' (t v) order
+    images = {
+        "cond_frames": cond_motion.repeat_interleave(cond_view.shape[0], dim=0),
+        "cond_view": cond_view,
+        "cond_motion": cond_motion,
+    }
     encoder_inputs = {}
     for prefix, (key, attr) in _VAE_EMBEDDERS.items():
         x = g[f"{prefix}.encoder_input"]
         encoder_inputs[key] = x
         yield compare(f"{prefix}.encoder_input", images[key], x, "conditioner")
-        yield compare(f"{prefix}.out0", encode_mode(getattr(model, attr), x), g[f"{prefix}.out0"], "conditioner")
+        yield compare(
+            f"{prefix}.out0", encode_mode(getattr(model, attr), x), g[f"{prefix}.out0"], "conditioner"
+        )
     sigma = torch.full((polar.shape[0],), model.config.encoder_noise_sigma)
     sigma_emb = timestep_embedding(sigma, model.config.sigma_embed_dim)
     yield compare("emb1_cond_frames.out1", sigma_emb, g["emb1_cond_frames.out1"], "conditioner")
     angle_dim = model.config.angle_embed_dim
-    yield compare("emb2_polar.out0", timestep_embedding(polar, angle_dim), g["emb2_polar.out0"], "conditioner")
-    yield compare("emb3_azimuth.out0", timestep_embedding(azimuth, angle_dim), g["emb3_azimuth.out0"], "conditioner")
+    yield compare(
+        "emb2_polar.out0", timestep_embedding(polar, angle_dim), g["emb2_polar.out0"], "conditioner"
+    )
+    yield compare(
+        "emb3_azimuth.out0", timestep_embedding(azimuth, angle_dim), g["emb3_azimuth.out0"], "conditioner"
+    )
 
     # 4. The whole conditioner: c from the exact encoder inputs, and uc
     c = model(cond_motion, cond_view, polar, azimuth, encoder_inputs=encoder_inputs)

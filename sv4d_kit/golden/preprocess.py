@@ -16,7 +16,9 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
     tensors = gset.tensors()
     for case, cfg in gset.meta["cases"].items():
         if cfg.get("remove_bg", False):
-            yield CaseResult(f"{case}", False, float("nan"), "remove_bg=True cases need rembg; not reproducible")
+            yield CaseResult(
+                f"{case}", False, float("nan"), "remove_bg=True cases need rembg; not reproducible"
+            )
             continue
         frames = tensors[f"{case}.input_uint8_hwc"].numpy()
         if not np.array_equal(frames, np.round(frames)) or frames.min() < 0 or frames.max() > 255:
@@ -24,7 +26,11 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
             continue
         width = int(cfg.get("W", cfg.get("W=H")))
         height = int(cfg.get("H", width))
-        out = reference_preprocess(frames.astype(np.uint8), W=width, image_frame_ratio=cfg.get("image_frame_ratio"), H=height)
+        out = reference_preprocess(
+            frames.astype(np.uint8), W=width, image_frame_ratio=cfg.get("image_frame_ratio"), H=height
+        )
         yield compare(f"{case}.output_uint8_hwc", out, tensors[f"{case}.output_uint8_hwc"], "exact")
         if f"{case}.read_video" in tensors:
-            yield compare(f"{case}.read_video", reference_read_video(out), tensors[f"{case}.read_video"], "exact_math")
+            yield compare(
+                f"{case}.read_video", reference_read_video(out), tensors[f"{case}.read_video"], "exact_math"
+            )

@@ -15,11 +15,15 @@ from sv4d_kit.models.unet import SV4DUNet
 
 PREFIX = "model.diffusion_model."
 # Name of a recorded sub-block -> the module of a transformer that receives/returns those tensors.
-SUB_BLOCKS = {"spatial_block": "transformer_blocks.0", "camera_block": "time_mix_blocks.0", "motion_block": "motion_blocks.0"}
+SUB_BLOCKS = {
+    "spatial_block": "transformer_blocks.0",
+    "camera_block": "time_mix_blocks.0",
+    "motion_block": "motion_blocks.0",
+}
 
 
 def build_unet(meta: dict, tensors: dict[str, torch.Tensor]) -> SV4DUNet:
-    """Build the UNet from a golden set's `network_config.params` and load its `model.diffusion_model.*` weights."""
+    """Build the UNet from a golden set's `network_config.params` and load its weights."""
     unet = SV4DUNet.from_reference_config(meta["network_config"]["params"])
     state = {k[len(PREFIX) :]: v for k, v in tensors.items() if k.startswith(PREFIX)}
     unet.load_state_dict(state, strict=True)
@@ -41,12 +45,14 @@ def _case_inputs(tensors: dict[str, torch.Tensor], case: str) -> dict:
 
 
 def _capture(unet: SV4DUNet, names: dict[str, str], subs: dict[str, str]) -> tuple[dict, list]:
-    """Forward hooks: block outputs under `names` (module -> key) and sub-block in/context/out under `subs`."""
+    """Forward hooks: block outputs under `names` (module -> key), sub-block in/context/out under `subs`."""
     got: dict[str, torch.Tensor] = {}
     handles = []
     modules = dict(unet.named_modules())
     for module_name, key in names.items():
-        handles.append(modules[module_name].register_forward_hook(lambda m, a, o, key=key: got.setdefault(key, o)))
+        handles.append(
+            modules[module_name].register_forward_hook(lambda m, a, o, key=key: got.setdefault(key, o))
+        )
 
     def sub_hook(module, args, kwargs, output, key):
         if key + ".in" in got:  # only the first call (depth step 0)
@@ -58,15 +64,24 @@ def _capture(unet: SV4DUNet, names: dict[str, str], subs: dict[str, str]) -> tup
         got[key + ".out"] = output
 
     for module_name, key in subs.items():
-        handles.append(modules[module_name].register_forward_hook(
-            lambda m, a, kw, o, key=key: sub_hook(m, a, kw, o, key), with_kwargs=True))
+        handles.append(
+            modules[module_name].register_forward_hook(
+                lambda m, a, kw, o, key=key: sub_hook(m, a, kw, o, key), with_kwargs=True
+            )
+        )
     return got, handles
 
 
 def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
     tensors = gset.tensors()
     unet = build_unet(gset.meta, tensors)
-    cases = sorted({m.group(1) for k in tensors if (m := re.match(r"^(.+?)\.in\.[^.]+$", k)) and not k.startswith(PREFIX)})
+    cases = sorted(
+        {
+            m.group(1)
+            for k in tensors
+            if (m := re.match(r"^(.+?)\.in\.[^.]+$", k)) and not k.startswith(PREFIX)
+        }
+    )
     if not cases:
         yield CaseResult(f"{gset.name}/cases", False, float("nan"), "no <case>.in.* tensors")
         return
@@ -89,7 +104,9 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
             h.remove()
 
         yield compare(f"{case}.out", out, tensors[f"{case}.out"], "unet")
-        for key in sorted(k for k in tensors if k.startswith(f"{case}.block.") or k.startswith(f"{case}.sub.")):
+        for key in sorted(
+            k for k in tensors if k.startswith(f"{case}.block.") or k.startswith(f"{case}.sub.")
+        ):
             if key not in got:
                 yield CaseResult(key, False, float("nan"), "not captured")
             else:
@@ -102,8 +119,11 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
                 from sv4d_kit.models.embeddings import timestep_embedding
 
                 t_emb = timestep_embedding(inputs["timesteps"], unet.config.model_channels)
-                emb = {"time_embed_out": unet.time_embed(t_emb), "label_emb_out": unet.label_emb(inputs["y"]),
-                       "emb": unet.embed(inputs["timesteps"], inputs["y"])}
+                emb = {
+                    "time_embed_out": unet.time_embed(t_emb),
+                    "label_emb_out": unet.label_emb(inputs["y"]),
+                    "emb": unet.embed(inputs["timesteps"], inputs["y"]),
+                }
             for key in sorted(emb_keys):
                 part = key[len(f"{case}.emb.") :]
                 if part in emb:
@@ -114,16 +134,20 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
         yield from _invariants(unet, inputs, out, gset.meta.get("cases", {}).get(case, {}), case)
 
 
-def _invariants(unet: SV4DUNet, inputs: dict, out: torch.Tensor, recorded: dict, case: str) -> Iterator[CaseResult]:
+def _invariants(
+    unet: SV4DUNet, inputs: dict, out: torch.Tensor, recorded: dict, case: str
+) -> Iterator[CaseResult]:
     """The json's recorded invariants: indicator and cond_motion are inert, cond_view is not."""
     gen = torch.Generator().manual_seed(0)
     variants = {}
     if recorded.get("output_identical_when_image_only_indicator_flipped"):
         variants["invariant.image_only_indicator_flipped"] = dict(
-            inputs, image_only_indicator=1.0 - inputs["image_only_indicator"])
+            inputs, image_only_indicator=1.0 - inputs["image_only_indicator"]
+        )
     if recorded.get("output_identical_when_cond_motion_replaced"):
         variants["invariant.cond_motion_replaced"] = dict(
-            inputs, cond_motion=torch.randn(inputs["cond_motion"].shape, generator=gen))
+            inputs, cond_motion=torch.randn(inputs["cond_motion"].shape, generator=gen)
+        )
     for name, kwargs in variants.items():
         with torch.no_grad():
             yield compare(f"{case}.{name}", unet(**kwargs), out, "exact")
@@ -131,5 +155,10 @@ def _invariants(unet: SV4DUNet, inputs: dict, out: torch.Tensor, recorded: dict,
         with torch.no_grad():
             changed = unet(**dict(inputs, cond_view=torch.randn(inputs["cond_view"].shape, generator=gen)))
         change = float((changed - out).abs().max())
-        yield CaseResult(f"{case}.invariant.cond_view_changes_output", change > 1e-3, change,
-                         f"(must change by > 1e-3; reference changed by {recorded['max_abs_change_when_cond_view_replaced']:.3g})")
+        reference_change = recorded["max_abs_change_when_cond_view_replaced"]
+        yield CaseResult(
+            f"{case}.invariant.cond_view_changes_output",
+            change > 1e-3,
+            change,
+            f"(must change by > 1e-3; the reference changed by {reference_change:.3g})",
+        )

@@ -1,17 +1,19 @@
-"""The SD-style KL autoencoder of SV4D 2.0 as a diffusers `AutoencoderKL`, and the mapping from the sgm layout.
+"""SV4D 2.0's KL autoencoder (the SD VAE) as a diffusers `AutoencoderKL`, and the mapping from the sgm layout.
 
 The reference builds its VAEs from an sgm `ddconfig`. The same network in diffusers names:
 
     sgm                                     diffusers
     encoder.down.{i}.block.{j}.*            encoder.down_blocks.{i}.resnets.{j}.*
     encoder.down.{i}.downsample.conv        encoder.down_blocks.{i}.downsamplers.0.conv
-    decoder.up.{i}.block.{j}.*              decoder.up_blocks.{L-1-i}.resnets.{j}.*   (L levels; sgm counts up from
-    decoder.up.{i}.upsample.conv            decoder.up_blocks.{L-1-i}.upsamplers.0.conv  the deepest, diffusers down)
+    decoder.up.{i}.block.{j}.*              decoder.up_blocks.{L-1-i}.resnets.{j}.*
+    decoder.up.{i}.upsample.conv            decoder.up_blocks.{L-1-i}.upsamplers.0.conv
     *.nin_shortcut                          *.conv_shortcut
     {en,de}coder.mid.block_{1,2}            {en,de}coder.mid_block.resnets.{0,1}
     {en,de}coder.mid.attn_1.{norm,q,k,v,proj_out}
-                                            {en,de}coder.mid_block.attentions.0.{group_norm,to_q,to_k,to_v,to_out.0}
+                                    {en,de}coder.mid_block.attentions.0.{group_norm,to_q,to_k,to_v,to_out.0}
     {en,de}coder.norm_out                   {en,de}coder.conv_norm_out
+
+With L levels, sgm's decoder counts `up` from full resolution, diffusers' `up_blocks` from the deepest level.
 
 The attention projections are 1x1 convolutions in sgm, (C, C, 1, 1), and linear layers in diffusers, (C, C).
 The latents are unscaled; `SCALE_FACTOR` is applied only when the sampler's latents are decoded.
@@ -50,12 +52,18 @@ def autoencoder_kwargs(ddconfig: dict) -> dict:
     if missing:
         raise ValueError(f"ddconfig is missing {missing}")
     if list(ddconfig.get("attn_resolutions", [])):
-        raise ValueError("ddconfig['attn_resolutions'] must be empty: diffusers' VAE blocks have no attention")
+        raise ValueError(
+            "ddconfig['attn_resolutions'] must be empty: diffusers' VAE blocks have no attention"
+        )
     attn_type = ddconfig.get("attn_type", "vanilla")
     if attn_type not in ("vanilla", "vanilla-xformers", "none"):
-        raise ValueError(f"ddconfig['attn_type'] must be 'vanilla', 'vanilla-xformers' or 'none', got {attn_type!r}")
+        raise ValueError(
+            f"ddconfig['attn_type'] must be 'vanilla', 'vanilla-xformers' or 'none', got {attn_type!r}"
+        )
     if not ddconfig.get("double_z", True):
-        raise ValueError("ddconfig['double_z'] must be True (a KL autoencoder predicts mean and log-variance)")
+        raise ValueError(
+            "ddconfig['double_z'] must be True (a KL autoencoder predicts mean and log-variance)"
+        )
     levels = len(ddconfig["ch_mult"])
     return {
         "in_channels": int(ddconfig["in_channels"]),
@@ -92,7 +100,7 @@ def build_first_stage(ddconfig: dict) -> AutoencoderKL:
 
 
 class VAEEncoder(nn.Module):
-    """The encoder half of the KL autoencoder: `encoder` + `quant_conv`, giving posterior moments (mean, logvar)."""
+    """The encoder half of the KL autoencoder: `encoder` + `quant_conv`, giving the moments (mean, logvar)."""
 
     def __init__(self, ddconfig: dict, embed_dim: int | None = None):
         super().__init__()
@@ -117,17 +125,23 @@ class VAEEncoder(nn.Module):
         return self.quant_conv(self.encoder(x))
 
 
-def encode_mode(vae: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def encode_mode(vae: nn.Module, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """The posterior mode (mean) of images in [-1, 1], unscaled; `vae` has `.encoder` and `.quant_conv`.
 
-    Works for a `VAEEncoder` and for an `AutoencoderKL` (whose `quant_conv` may be None).
+    Works for a `VAEEncoder` and for an `AutoencoderKL` (whose `quant_conv` may be None). `chunk_size` images
+    are encoded at a time (the reference encodes all at once; each image is encoded independently).
     (B, 3, H, W) -> (B, z_channels, h, w)
     """
-    moments = vae.encoder(x)
-    if getattr(vae, "quant_conv", None) is not None:
-        moments = vae.quant_conv(moments)
-    mean, _logvar = moments.chunk(2, dim=1)
-    return mean
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be None or >= 1, got {chunk_size}")
+    step = chunk_size or max(len(x), 1)
+    means = []
+    for i in range(0, len(x), step):
+        moments = vae.encoder(x[i : i + step])
+        if getattr(vae, "quant_conv", None) is not None:
+            moments = vae.quant_conv(moments)
+        means.append(moments.chunk(2, dim=1)[0])  # (mean, logvar) -> mean
+    return torch.cat(means)
 
 
 def decode_latents(vae: AutoencoderKL, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
@@ -151,7 +165,7 @@ _ATTN_LINEAR = re.compile(r"mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)
 
 
 def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
-    """An sgm autoencoder key (`encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`) -> diffusers key.
+    """An sgm autoencoder key (`encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`) to diffusers.
 
     `num_levels` is `len(ddconfig["ch_mult"])`; only `decoder.up.*` keys need it (to reverse the level index).
     """
@@ -160,14 +174,22 @@ def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
     if head in ("quant_conv", "post_quant_conv"):
         return name
     if head not in ("encoder", "decoder") or len(parts) < 3:
-        raise ValueError(f"name must be an sgm VAE key under encoder./decoder./quant_conv./post_quant_conv., got {name!r}")
+        raise ValueError(
+            f"name must be an sgm VAE key under encoder./decoder./quant_conv./post_quant_conv., got {name!r}"
+        )
     rest = parts[1:]
     if rest[0] in ("conv_in", "conv_out"):
         out = rest
     elif rest[0] == "norm_out":
         out = ["conv_norm_out", *rest[1:]]
     elif rest[0] == "mid" and rest[1] in ("block_1", "block_2"):
-        out = ["mid_block", "resnets", str(int(rest[1][-1]) - 1), _RESNET_RENAMES.get(rest[2], rest[2]), *rest[3:]]
+        out = [
+            "mid_block",
+            "resnets",
+            str(int(rest[1][-1]) - 1),
+            _RESNET_RENAMES.get(rest[2], rest[2]),
+            *rest[3:],
+        ]
     elif rest[0] == "mid" and rest[1] == "attn_1":
         out = ["mid_block", "attentions", "0", _ATTN_RENAMES[rest[2]], *rest[3:]]
     elif rest[0] in ("down", "up"):
@@ -190,7 +212,7 @@ def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
 
 
 def sgm_vae_tensor_to_diffusers(diffusers_name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Reshape a tensor for its diffusers key: the mid-block attention's 1x1 conv (C, C, 1, 1) -> linear (C, C)."""
+    """Reshape a tensor for its diffusers key: the mid-block attention's 1x1 conv (C, C, 1, 1) -> (C, C)."""
     if _ATTN_LINEAR.search(diffusers_name) and tensor.ndim == 4:
         return tensor.reshape(tensor.shape[0], tensor.shape[1])
     return tensor
@@ -208,8 +230,10 @@ def first_stage_name_to_kit(name: str, num_levels: int = 4) -> str | None:
     return sgm_vae_name_to_diffusers(name[len(prefix) :], num_levels)
 
 
-def load_first_stage_weights(vae: AutoencoderKL, state_dict: dict[str, torch.Tensor], num_levels: int) -> list[str]:
-    """Copy the `first_stage_model.*` tensors of a reference state dict into `vae`; return the kit keys filled.
+def load_first_stage_weights(
+    vae: AutoencoderKL, state_dict: dict[str, torch.Tensor], num_levels: int
+) -> list[str]:
+    """Copy the `first_stage_model.*` tensors of a reference state dict into `vae`; return the keys filled.
 
     Raises ValueError if a decoder key of `vae` gets no tensor or a tensor does not fit its kit key.
     """
@@ -223,11 +247,15 @@ def load_first_stage_weights(vae: AutoencoderKL, state_dict: dict[str, torch.Ten
             raise ValueError(f"checkpoint key {name!r} maps to {kit!r}, which the kit VAE does not have")
         tensor = sgm_vae_tensor_to_diffusers(kit, tensor)
         if tensor.shape != own[kit].shape:
-            raise ValueError(f"checkpoint key {name!r} has shape {tuple(tensor.shape)}, {kit!r} needs "
-                             f"{tuple(own[kit].shape)}")
+            raise ValueError(
+                f"checkpoint key {name!r} has shape {tuple(tensor.shape)}, {kit!r} needs "
+                f"{tuple(own[kit].shape)}"
+            )
         filled[kit] = tensor
     missing = [k for k in own if k.startswith("decoder.") and k not in filled]
     if missing:
-        raise ValueError(f"state_dict lacks first_stage_model tensors for {len(missing)} decoder keys, e.g. {missing[0]!r}")
+        raise ValueError(
+            f"state_dict lacks first_stage_model tensors for {len(missing)} decoder keys, e.g. {missing[0]!r}"
+        )
     vae.load_state_dict(filled, strict=False)
     return sorted(filled)

@@ -35,8 +35,8 @@ def antialiased_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize (align_corners=True) after a Gaussian blur when shrinking, as `kornia.geometry.resize`.
 
     kornia's anti-aliasing (`antialias=True`): for scale factors f = in / out, if max(f) > 1 blur with
-    sigma = max((f - 1) / 2, 0.001) per axis, kernel size int(max(4 sigma, 3)) rounded up to odd, reflect padding,
-    width pass first; then `F.interpolate(mode="bicubic", align_corners=True)`.
+    sigma = max((f - 1) / 2, 0.001) per axis, kernel size int(max(4 sigma, 3)) rounded up to odd,
+    reflect padding, width pass first; then `F.interpolate(mode="bicubic", align_corners=True)`.
     (B, C, H, W) -> (B, C, *size)
     """
     h, w = x.shape[-2:]
@@ -54,9 +54,13 @@ def antialiased_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
             taps = _gaussian_kernel1d(k, s, x.dtype, x.device)
             r = k // 2
             if axis == 1:
-                x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+                x = F.conv2d(
+                    F.pad(x, (r, r, 0, 0), mode="reflect"), taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c
+                )
             else:
-                x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), taps.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+                x = F.conv2d(
+                    F.pad(x, (0, 0, r, r), mode="reflect"), taps.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c
+                )
     return F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=True)
 
 
@@ -106,7 +110,11 @@ class ResidualAttentionBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(width, eps=eps)
         self.mlp = nn.Sequential(
             OrderedDict(
-                [("c_fc", nn.Linear(width, mlp_width)), ("gelu", nn.GELU()), ("c_proj", nn.Linear(mlp_width, width))]
+                [
+                    ("c_fc", nn.Linear(width, mlp_width)),
+                    ("gelu", nn.GELU()),
+                    ("c_proj", nn.Linear(mlp_width, width)),
+                ]
             )
         )
 
@@ -120,7 +128,9 @@ class Transformer(nn.Module):
 
     def __init__(self, width: int, layers: int, heads: int, mlp_width: int):
         super().__init__()
-        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads, mlp_width) for _ in range(layers)])
+        self.resblocks = nn.ModuleList(
+            [ResidualAttentionBlock(width, heads, mlp_width) for _ in range(layers)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.resblocks:
@@ -129,7 +139,8 @@ class Transformer(nn.Module):
 
 
 class CLIPImageEncoder(ModelMixin, ConfigMixin):
-    """OpenCLIP `VisionTransformer`: patches + class token, ln_pre, transformer, ln_post on the class token, proj.
+    """OpenCLIP `VisionTransformer`: patches + class token, ln_pre, transformer, ln_post on the class token,
+    then the projection `proj`.
 
     `forward` takes images already prepared by `clip_preprocess` and returns one embedding per image.
     """
@@ -178,7 +189,7 @@ class CLIPImageEncoder(ModelMixin, ConfigMixin):
         }
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, image_size, image_size) preprocessed images -> (B, embed_dim) pooled, projected embeddings."""
+        """(B, 3, image_size, image_size) preprocessed images -> (B, embed_dim) projected class tokens."""
         x = self.conv1(pixel_values)
         # (B, width, g, g) -> (B, g*g, width)
         x = x.flatten(2).transpose(1, 2)

@@ -1,19 +1,19 @@
-"""SV4D 2.0's conditioner: CLIP of the input frames, VAE latents of the input and earlier views, camera embeddings.
+"""SV4D 2.0's conditioner: CLIP of the input frames, VAE latents of input and earlier views, cameras.
 
 The reference (`sgm GeneralConditioner` from sv4d2.yaml) runs six embedders in this order; the kit holds their
 networks under these names:
 
-    reference embedder (input key)                kit module             output
-    0 CLIP image embedder (cond_frames_without_noise)  clip                crossattn (1, T, D)
-    1 VAE encoder + sigma emb (cond_frames)      cond_frames_encoder    concat (T*V, 4, h, w), vector[:, :sigma]
-    2 timestep emb (polar_rad)                   -                      vector[:, sigma : sigma + angle]
-    3 timestep emb (azimuth_rad)                 -                      vector[:, sigma + angle :]
-    4 VAE encoder (cond_view)                    cond_view_encoder      cond_view (V, 4, h, w)
-    5 VAE encoder (cond_motion)                  cond_motion_encoder    cond_motion (T, 4, h, w)
+    reference embedder (input key)           kit module            output
+    0 CLIP (cond_frames_without_noise)       clip                  crossattn (1, T, D)
+    1 VAE + sigma emb (cond_frames)          cond_frames_encoder   concat (T*V, 4, h, w), vector[:, :sigma]
+    2 timestep emb (polar_rad)               -                     vector[:, sigma : sigma + angle]
+    3 timestep emb (azimuth_rad)             -                     vector[:, sigma + angle :]
+    4 VAE (cond_view)                        cond_view_encoder     cond_view (V, 4, h, w)
+    5 VAE (cond_motion)                      cond_motion_encoder   cond_motion (T, 4, h, w)
 
-`cond_frames` is `cond_motion` repeated V times per frame, in (t v) order. Every VAE encoder sees its images plus
-`encoder_noise_sigma * randn` (the reference's `ZeroSampler` returns 1e-5, not 0), and its latents are the
-unscaled posterior mode. The decoders and `post_quant_conv` of the reference embedders are never used and not held.
+`cond_frames` is `cond_motion` repeated V times per frame, in (t v) order. Every VAE encoder sees its images
+plus `encoder_noise_sigma * randn` (the reference's `ZeroSampler` returns 1e-5, not 0), and its latents are
+the unscaled posterior mode. The reference embedders' decoders and `post_quant_conv` are unused and not held.
 """
 
 import torch
@@ -32,15 +32,15 @@ from sv4d_kit.models.embeddings import timestep_embedding
 
 # Reference embedder index -> kit module holding its VAE encoder.
 VAE_EMBEDDERS = {1: "cond_frames_encoder", 4: "cond_view_encoder", 5: "cond_motion_encoder"}
-# The order the reference runs (and draws noise for) the VAE embedders; also the keys of `noise`/`encoder_inputs`.
+# The order the reference runs (and draws noise for) the VAE embedders; the keys of `noise`, `encoder_inputs`.
 VAE_INPUTS = ("cond_frames", "cond_view", "cond_motion")
 
 
 def checkpoint_name_to_kit(name: str) -> str | None:
     """A released-checkpoint key under `conditioner.embedders.` -> the `SV4DConditioner` state-dict key.
 
-    Returns None for tensors the kit deliberately does not hold: open_clip's text-side leftovers (everything under
-    `open_clip.model.` outside `visual.`) and the VAE embedders' unused `decoder.*` and `post_quant_conv.*`.
+    Returns None for tensors the kit deliberately does not hold: open_clip's text-side leftovers (everything
+    under `open_clip.model.` outside `visual.`) and the VAE embedders' `decoder.*`, `post_quant_conv.*`.
     """
     prefix = "conditioner.embedders."
     if not name.startswith(prefix):
@@ -59,7 +59,7 @@ def checkpoint_name_to_kit(name: str) -> str | None:
 
 
 def convert_checkpoint_tensor(kit_name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """A checkpoint tensor in the layout of its kit key (the VAE attention's 1x1 convs become linear weights)."""
+    """A checkpoint tensor in the layout of its kit key (the VAE attention's 1x1 convs become linear)."""
     return sgm_vae_tensor_to_diffusers(kit_name, tensor)
 
 
@@ -85,7 +85,9 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         vae_config = dict(vae_config or SV4D2_DDCONFIG)
         self.register_to_config(clip_config=clip_config, vae_config=vae_config)
         if sigma_embed_dim < 2 or angle_embed_dim < 2:
-            raise ValueError(f"sigma_embed_dim and angle_embed_dim must be >= 2, got {sigma_embed_dim}, {angle_embed_dim}")
+            raise ValueError(
+                f"sigma_embed_dim and angle_embed_dim must be >= 2, got {sigma_embed_dim}, {angle_embed_dim}"
+            )
         self.clip = CLIPImageEncoder(**clip_config)
         self.cond_frames_encoder = VAEEncoder(vae_config)
         self.cond_view_encoder = VAEEncoder(vae_config)
@@ -95,16 +97,26 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
     def from_reference_configs(
         cls, clip_config: dict | None, vae_ddconfig: dict | None, conditioner_config: dict | list
     ) -> "SV4DConditioner":
-        """Build from the reference's configs: an open_clip model config (`{"embed_dim", "vision_cfg"}`, or None
-        for the arch the conditioner names, ViT-H-14 by default), a VAE `ddconfig` (None: the embedders' own) and
-        the `GeneralConditioner` config (or its `emb_models` list) of sv4d2.yaml / a golden set."""
+        """Build from the reference's configs, as sv4d2.yaml or a golden set records them.
+
+        clip_config: an open_clip model config (`{"embed_dim", "vision_cfg"}`), or None for the arch the
+        conditioner names (ViT-H-14 by default). vae_ddconfig: an sgm `ddconfig`, or None for the embedders'.
+        conditioner_config: the `GeneralConditioner` config, or its `emb_models` list.
+        """
         emb_models = conditioner_config
         if isinstance(conditioner_config, dict):
             emb_models = conditioner_config.get("params", conditioner_config).get("emb_models")
         if not isinstance(emb_models, list):
             raise ValueError("conditioner_config must be a GeneralConditioner config or its emb_models list")
         by_key = {m.get("input_key"): m.get("params", {}) for m in emb_models}
-        expected = ["cond_frames_without_noise", "cond_frames", "polar_rad", "azimuth_rad", "cond_view", "cond_motion"]
+        expected = [
+            "cond_frames_without_noise",
+            "cond_frames",
+            "polar_rad",
+            "azimuth_rad",
+            "cond_view",
+            "cond_motion",
+        ]
         if [m.get("input_key") for m in emb_models] != expected:
             raise ValueError(f"conditioner_config must have the embedders {expected} in this order")
 
@@ -134,7 +146,9 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
             clip_params = by_key["cond_frames_without_noise"]["open_clip_embedding_config"].get("params", {})
             arch = clip_params.get("arch", "ViT-H-14")
             if arch != "ViT-H-14":
-                raise ValueError(f"clip_config is needed for the open_clip arch {arch!r} (only ViT-H-14 is built in)")
+                raise ValueError(
+                    f"clip_config is needed for the open_clip arch {arch!r} (only ViT-H-14 is built in)"
+                )
             clip_config = VIT_H_14
         return cls(
             clip_config=CLIPImageEncoder.config_from_open_clip(clip_config),
@@ -147,7 +161,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
     def load_reference_state_dict(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
         """Load the `conditioner.embedders.*` tensors of a reference state dict (other keys are skipped).
 
-        Every kit tensor must be filled exactly once. Returns the checkpoint keys that were deliberately ignored.
+        Every kit tensor must be filled exactly once. Returns the checkpoint keys deliberately ignored.
         On the meta device the tensors are assigned, not copied.
         """
         own = self.state_dict()
@@ -160,14 +174,20 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
                 ignored.append(name)
                 continue
             if kit not in own or kit in filled:
-                raise ValueError(f"checkpoint key {name!r} maps to {kit!r}, which is unknown or already filled")
+                raise ValueError(
+                    f"checkpoint key {name!r} maps to {kit!r}, which is unknown or already filled"
+                )
             tensor = convert_checkpoint_tensor(kit, tensor)
             if tensor.shape != own[kit].shape:
-                raise ValueError(f"{name!r} has shape {tuple(tensor.shape)}, {kit!r} needs {tuple(own[kit].shape)}")
+                raise ValueError(
+                    f"{name!r} has shape {tuple(tensor.shape)}, {kit!r} needs {tuple(own[kit].shape)}"
+                )
             filled[kit] = tensor
         missing = sorted(set(own) - set(filled))
         if missing:
-            raise ValueError(f"state_dict lacks {len(missing)} conditioner tensors, e.g. the one for {missing[0]!r}")
+            raise ValueError(
+                f"state_dict lacks {len(missing)} conditioner tensors, e.g. the one for {missing[0]!r}"
+            )
         self.load_state_dict(filled, strict=True, assign=any(p.is_meta for p in self.parameters()))
         return ignored
 
@@ -178,10 +198,12 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         noise: dict[str, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """What each VAE encoder sees: its images + `encoder_noise_sigma` * noise (drawn if not in `noise`)."""
+        """What each VAE encoder sees: its images + `encoder_noise_sigma` * noise (drawn unless given)."""
         v = cond_view.shape[0]
         images = {
-            "cond_frames": cond_motion.repeat_interleave(v, dim=0),  # (T, 3, H, W) -> (T*V, 3, H, W), (t v) order
+            "cond_frames": cond_motion.repeat_interleave(
+                v, dim=0
+            ),  # (T, 3, H, W) -> (T*V, 3, H, W), (t v) order
             "cond_view": cond_view,
             "cond_motion": cond_motion,
         }
@@ -209,13 +231,18 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         noise: dict[str, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
         encoder_inputs: dict[str, torch.Tensor] | None = None,
+        encode_chunk_size: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """The conditioning `c` of one chunk.
 
-        cond_motion: (T, 3, H, W) input-view frames in [-1, 1]; cond_view: (V, 3, H, W) novel views at the chunk's
-        first frame in [-1, 1] (zeros for the first chunk); polar_rad, azimuth_rad: (T*V,) relative cameras in
-        (t v) order. `noise` gives the standard-normal noise per VAE input (keys `VAE_INPUTS`), otherwise it is
-        drawn with `generator`; `encoder_inputs` gives the exact (already noised) VAE inputs instead.
+        cond_motion: (T, 3, H, W) input-view frames in [-1, 1].
+        cond_view: (V, 3, H, W) novel views at the chunk's first frame in [-1, 1] (zeros for the first chunk).
+        polar_rad, azimuth_rad: (T*V,) relative cameras in (t v) order.
+        noise: standard-normal noise per VAE input (keys `VAE_INPUTS`); what is missing is drawn.
+        generator: draws the missing noise.
+        encoder_inputs: the exact (already noised) VAE inputs, used instead of images + noise.
+        encode_chunk_size: images per VAE encoder call (None: all, as the reference). At 576 px the T*V = 48
+        cond_frames at once peaked at about 24 GiB in fp16 on an H200; the peak scales with the chunk.
         Returns crossattn (1, T, D), concat (T*V, 4, h, w), vector (T*V, sigma + 2 angle),
         cond_view (V, 4, h, w), cond_motion (T, 4, h, w).
         """
@@ -223,8 +250,10 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         if cond_motion.ndim != 4 or cond_motion.shape[1] != 3:
             raise ValueError(f"cond_motion must have shape (T, 3, H, W), got {tuple(cond_motion.shape)}")
         if cond_view.ndim != 4 or cond_view.shape[1:] != cond_motion.shape[1:]:
-            raise ValueError(f"cond_view must have shape (V, 3, H, W) = (V, *{tuple(cond_motion.shape[1:])}), "
-                             f"got {tuple(cond_view.shape)}")
+            raise ValueError(
+                f"cond_view must have shape (V, 3, H, W) = (V, *{tuple(cond_motion.shape[1:])}), "
+                f"got {tuple(cond_view.shape)}"
+            )
         t, v = cond_motion.shape[0], cond_view.shape[0]
         for name, angles in (("polar_rad", polar_rad), ("azimuth_rad", azimuth_rad)):
             if angles.shape != (t * v,):
@@ -238,13 +267,20 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         if encoder_inputs is None:
             encoder_inputs = self.vae_encoder_inputs(cond_motion, cond_view, noise, generator)
         elif set(encoder_inputs) != set(VAE_INPUTS):
-            raise ValueError(f"encoder_inputs must have exactly the keys {VAE_INPUTS}, got {sorted(encoder_inputs)}")
-        concat = encode_mode(self.cond_frames_encoder, encoder_inputs["cond_frames"])  # (T*V, 4, h, w)
-        view_latents = encode_mode(self.cond_view_encoder, encoder_inputs["cond_view"])  # (V, 4, h, w)
-        motion_latents = encode_mode(self.cond_motion_encoder, encoder_inputs["cond_motion"])  # (T, 4, h, w)
+            raise ValueError(
+                f"encoder_inputs must have exactly the keys {VAE_INPUTS}, got {sorted(encoder_inputs)}"
+            )
+        n = encode_chunk_size
+        concat = encode_mode(self.cond_frames_encoder, encoder_inputs["cond_frames"], n)  # (T*V, 4, h, w)
+        view_latents = encode_mode(self.cond_view_encoder, encoder_inputs["cond_view"], n)  # (V, 4, h, w)
+        motion_latents = encode_mode(
+            self.cond_motion_encoder, encoder_inputs["cond_motion"], n
+        )  # (T, 4, h, w)
 
         # 4. Vector: [noise-level embedding, polar embedding, azimuth embedding]
-        sigma = torch.full((t * v,), self.config.encoder_noise_sigma, dtype=torch.float32, device=polar_rad.device)
+        sigma = torch.full(
+            (t * v,), self.config.encoder_noise_sigma, dtype=torch.float32, device=polar_rad.device
+        )
         vector = torch.cat(
             [
                 timestep_embedding(sigma, self.config.sigma_embed_dim),

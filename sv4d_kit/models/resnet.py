@@ -1,4 +1,4 @@
-"""Residual blocks of the SV4D 2.0 UNet: ResBlock, its 3-D time stack, the learned alpha blender, and resampling."""
+"""Residual blocks of the SV4D 2.0 UNet: ResBlock, its 3-D time stack, the alpha blender, resampling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm with 32 groups (eps 1e-5), computed in float32 and cast back, as the reference `normalization`."""
+    """GroupNorm, 32 groups, eps 1e-5, computed in float32 and cast back (the reference `normalization`)."""
 
     def __init__(self, channels: int):
         super().__init__(32, channels)
@@ -25,8 +25,8 @@ class AlphaBlender(nn.Module):
 
     `learned` / `learned_with_images`: alpha = sigmoid(mix_factor), a learned `[1]` parameter.
     `fixed`: alpha = mix_factor, a buffer. SV4D 2.0 uses `learned_with_images`, whose per-frame override by
-    `image_only_indicator` never fires: every reference call site zeroes the indicator (`indicator * 0.0` in the
-    resblocks, `zeros_like` in the transformers), so alpha is the same scalar for every frame.
+    `image_only_indicator` never fires: every reference call site zeroes the indicator (`indicator * 0.0` in
+    the resblocks, `zeros_like` in the transformers), so alpha is the same scalar for every frame.
     """
 
     STRATEGIES = ("fixed", "learned", "learned_with_images")
@@ -53,8 +53,8 @@ class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice with the embedding added in between, plus a skip connection.
 
     `temporal=False`: a 2-D block on (N, C, H, W) with emb (N, E).
-    `temporal=True`: the "time stack" of a video resblock, a 3-D block on (B, C, F, H, W) with emb (B, F, E) and a
-    kernel like (3, 1, 1) that convolves over the frame axis only.
+    `temporal=True`: the "time stack" of a video resblock, a 3-D block on (B, C, F, H, W) with emb (B, F, E)
+    and a kernel like (3, 1, 1) that convolves over the frame axis only.
     """
 
     def __init__(
@@ -101,9 +101,9 @@ class ResBlock(nn.Module):
 class VideoResBlock(ResBlock):
     """A 2-D ResBlock per frame, then a 3-D time stack over all frames, blended by a learned alpha.
 
-    The time stack sees the `num_video_frames` = T*V frames of each batch element in (t v) order and its (3, 1, 1)
-    kernel convolves over neighbouring entries of that flattening (neighbouring views, and across time at the
-    view wrap-around), exactly as the reference.
+    The time stack sees the `num_video_frames` = T*V frames of each batch element in (t v) order and its
+    (3, 1, 1) kernel convolves over neighbouring entries of that flattening (neighbouring views, and across
+    time at the view wrap-around), exactly as the reference.
     """
 
     def __init__(
@@ -119,7 +119,12 @@ class VideoResBlock(ResBlock):
         super().__init__(channels, emb_channels, out_channels, dropout=dropout)
         out_channels = out_channels or channels
         self.time_mix_blocks = ResBlock(
-            out_channels, emb_channels, out_channels, kernel_size=time_kernel_size, temporal=True, dropout=dropout
+            out_channels,
+            emb_channels,
+            out_channels,
+            kernel_size=time_kernel_size,
+            temporal=True,
+            dropout=dropout,
         )
         self.time_mixer = AlphaBlender(merge_factor, merge_strategy)
 

@@ -1,7 +1,7 @@
 """The SV4D 2.0 denoising UNet (reference `SpatialUNetModelWithTime` with motion attention), diffusers-shaped.
 
-Parameter names equal the released checkpoint's with the prefix `model.diffusion_model.` stripped, so loading a
-checkpoint is a prefix strip. Frames are (b t v) ordered: index = (b*T + t)*V + v.
+Parameter names equal the released checkpoint's with the prefix `model.diffusion_model.` stripped, so loading
+a checkpoint is a prefix strip. Frames are (b t v) ordered: index = (b*T + t)*V + v.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sv4d_kit.models.transformer import CrossAttention, FeedForward, SpatialView
 # Reference keys that do not change what the network computes at this commit (the reason is given).
 _INERT_REFERENCE_KEYS = {
     "use_checkpoint": "activation checkpointing, same math",
-    "legacy": "only changes the head width when a width is not a multiple of num_head_channels (rejected here)",
+    "legacy": "only changes head widths for level widths not divisible by num_head_channels (rejected)",
     "spatial_transformer_attn_type": "softmax and softmax-xformers have the same parameters and math",
     "replicate_time_mix_bug": "its branch is `if False` at the reference commit",
     "num_heads_upsample": "unused with spatial transformers",
@@ -129,15 +129,22 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         channel_mult = list(channel_mult)
         if not channel_mult or num_res_blocks < 1:
             raise ValueError("channel_mult must be non-empty and num_res_blocks >= 1")
-        depths = [transformer_depth] * len(channel_mult) if isinstance(transformer_depth, int) else list(transformer_depth)
+        depths = (
+            [transformer_depth] * len(channel_mult)
+            if isinstance(transformer_depth, int)
+            else list(transformer_depth)
+        )
         if len(depths) != len(channel_mult):
-            raise ValueError(f"transformer_depth must be an int or have {len(channel_mult)} entries, got {depths}")
+            raise ValueError(
+                f"transformer_depth must be an int or have {len(channel_mult)} entries, got {depths}"
+            )
         depth_middle = depths[-1] if transformer_depth_middle is None else transformer_depth_middle
         time_embed_dim = model_channels * 4
         if use_camera_emb and adm_in_channels != time_embed_dim:
-            # The view embedding is fed the UNet embedding (4*model_channels wide) through a Linear(adm_in_channels).
+            # The view embedding feeds emb (4*model_channels wide) to a Linear(adm_in_channels).
             raise ValueError(
-                f"adm_in_channels must equal 4*model_channels={time_embed_dim} when use_camera_emb, got {adm_in_channels}"
+                f"adm_in_channels must equal 4*model_channels={time_embed_dim} when use_camera_emb, "
+                f"got {adm_in_channels}"
             )
         for ch in {model_channels * m for m in channel_mult}:
             if ch % 32:
@@ -146,8 +153,8 @@ class SV4DUNet(ModelMixin, ConfigMixin):
                 num_head_channels != -1 and (num_head_channels < 1 or ch % num_head_channels)
             ):
                 raise ValueError(
-                    f"level width {ch} must be divisible by num_head_channels ({num_head_channels}) or, when that is "
-                    f"-1, by num_heads ({num_heads})"
+                    f"level width {ch} must be divisible by num_head_channels ({num_head_channels}) or, "
+                    f"when that is -1, by num_heads ({num_heads})"
                 )
 
         def heads(ch: int) -> tuple[int, int]:
@@ -157,17 +164,31 @@ class SV4DUNet(ModelMixin, ConfigMixin):
 
         def resblock(ch: int, out_ch: int) -> VideoResBlock:
             return VideoResBlock(
-                ch, time_embed_dim, out_ch, time_kernel_size, time_block_merge_strategy, time_block_merge_factor,
+                ch,
+                time_embed_dim,
+                out_ch,
+                time_kernel_size,
+                time_block_merge_strategy,
+                time_block_merge_factor,
                 dropout,
             )
 
         def transformer(ch: int, depth: int) -> SpatialViewFrameTransformer:
             return SpatialViewFrameTransformer(
-                ch, *heads(ch), depth=depth, context_dim=context_dim, motion_context_dim=motion_context_dim,
-                cam_channels=adm_in_channels if use_camera_emb else None, use_3d_attention=use_3d_attention,
-                separate_motion_merge_factor=separate_motion_merge_factor, merge_strategy=time_block_merge_strategy,
-                merge_factor=time_block_merge_factor, merge_factor_motion=motion_block_merge_factor,
-                ff_in=extra_ff_mix_layer, use_linear=use_linear_in_transformer, dropout=dropout,
+                ch,
+                *heads(ch),
+                depth=depth,
+                context_dim=context_dim,
+                motion_context_dim=motion_context_dim,
+                cam_channels=adm_in_channels if use_camera_emb else None,
+                use_3d_attention=use_3d_attention,
+                separate_motion_merge_factor=separate_motion_merge_factor,
+                merge_strategy=time_block_merge_strategy,
+                merge_factor=time_block_merge_factor,
+                merge_factor_motion=motion_block_merge_factor,
+                ff_in=extra_ff_mix_layer,
+                use_linear=use_linear_in_transformer,
+                dropout=dropout,
                 max_time_embed_period=max_ddpm_temb_period,
             )
 
@@ -176,10 +197,14 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         )
         # num_classes="sequential": an MLP of the vector y, nested once more (hence `label_emb.0.0`).
         self.label_emb = nn.Sequential(
-            nn.Sequential(nn.Linear(adm_in_channels, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
+            nn.Sequential(
+                nn.Linear(adm_in_channels, time_embed_dim),
+                nn.SiLU(),
+                nn.Linear(time_embed_dim, time_embed_dim),
+            )
         )
 
-        # Encoder: per level, num_res_blocks x (resblock [+ transformer]), then a stride-2 conv (not at the last).
+        # Encoder: per level, num_res_blocks x (resblock [+ transformer]), then a stride-2 conv (not last).
         self.input_blocks = nn.ModuleList([UNetBlock(nn.Conv2d(in_channels, model_channels, 3, padding=1))])
         skip_channels = [model_channels]
         ch, ds = model_channels, 1
@@ -212,25 +237,33 @@ class SV4DUNet(ModelMixin, ConfigMixin):
                     ds //= 2
                 self.output_blocks.append(UNetBlock(*layers))
 
-        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            GroupNorm32(ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1)
+        )
         nn.init.zeros_(self.out[-1].weight)  # zero-initialised as in the reference (training only)
         nn.init.zeros_(self.out[-1].bias)
         self.gradient_checkpointing = False
 
-    # ----------------------------------------------------------------------------------------------------------
     @classmethod
     def from_reference_config(cls, params: dict) -> SV4DUNet:
-        """Build from the reference `network_config["params"]` of `SpatialUNetModelWithTime` (yaml or golden json).
+        """Build from the reference `network_config["params"]` of `SpatialUNetModelWithTime` (yaml or golden).
 
         Inert reference keys are ignored; keys with values the kit does not implement raise ValueError.
         """
-        unknown = set(params) - set(_INERT_REFERENCE_KEYS) - set(_FIXED_REFERENCE_KEYS) - set(_MAPPED_REFERENCE_KEYS)
+        unknown = (
+            set(params)
+            - set(_INERT_REFERENCE_KEYS)
+            - set(_FIXED_REFERENCE_KEYS)
+            - set(_MAPPED_REFERENCE_KEYS)
+        )
         if unknown:
             raise ValueError(f"params has unknown reference UNet keys: {sorted(unknown)}")
         for key, (default, supported) in _FIXED_REFERENCE_KEYS.items():
             if params.get(key, default) != supported:
-                raise ValueError(f"params[{key!r}] must be {supported!r} (the only value supported), got "
-                                 f"{params.get(key, default)!r}")
+                raise ValueError(
+                    f"params[{key!r}] must be {supported!r} (the only value supported), got "
+                    f"{params.get(key, default)!r}"
+                )
         missing = [k for k, d in _MAPPED_REFERENCE_KEYS.items() if d is None and k not in params]
         missing = [k for k in missing if k != "transformer_depth_middle"]
         if missing:
@@ -241,30 +274,29 @@ class SV4DUNet(ModelMixin, ConfigMixin):
                 kwargs[key] = list(kwargs[key])
         return cls(**kwargs)
 
-    # ----------------------------------------------------------------------------------------------------------
     def _modules_of(self, kind: type) -> list[nn.Module]:
         return [m for m in self.modules() if isinstance(m, kind)]
 
     def set_block_switches(self, view: bool = True, motion: bool = True) -> None:
         """Turn the view ("camera") and frame ("motion") attention stages of every transformer on or off.
 
-        Off means the whole stage is skipped (its embedding, attention block and blender), so the stage output is
-        its input: the spatial block's output goes straight on. Equivalent to forcing that blender's alpha to 1.
+        Off means the whole stage is skipped (its embedding, attention block and blender), so the stage output
+        is its input: the spatial block's output goes straight on (the same as forcing that alpha to 1).
         """
         for m in self._modules_of(SpatialViewFrameTransformer):
             m.view_enabled, m.frame_enabled = bool(view), bool(motion)
 
     def set_attention_path(self, path: str = "sdpa") -> None:
-        """`"sdpa"`: PyTorch's fused attention (default). `"explicit"`: softmax(Q K^T / sqrt(d)) V written out."""
+        """`"sdpa"`: PyTorch's fused attention (default); `"explicit"`: softmax(Q K^T / sqrt(d)) V."""
         if path not in ("sdpa", "explicit"):
             raise ValueError(f"path must be 'sdpa' or 'explicit', got {path!r}")
         for m in self._modules_of(CrossAttention):
             m.explicit = path == "explicit"
 
     def set_chunking(self, ff: int | None = None, attention: int | None = None) -> None:
-        """Run feed-forwards on chunks of `ff` tokens and attention on chunks of `attention` batch rows (None: off).
+        """Run feed-forwards on chunks of `ff` tokens and attention on chunks of `attention` batch rows.
 
-        Lowers peak memory; results are unchanged up to float rounding.
+        None turns chunking off. Lowers peak memory; results are unchanged up to float rounding.
         """
         for name, value in (("ff", ff), ("attention", attention)):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -274,7 +306,6 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         for m in self._modules_of(CrossAttention):
             m.chunk_size = attention
 
-    # ----------------------------------------------------------------------------------------------------------
     def embed(self, timesteps: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """emb = time_embed(sinusoids(timesteps)) + label_emb(y): (N, 4*model_channels).
 
@@ -299,9 +330,9 @@ class SV4DUNet(ModelMixin, ConfigMixin):
 
         x (B*T*V, in_channels, h, w); timesteps (B*T*V,) = c_noise; context (B, T, context_dim) CLIP tokens;
         y (B*T*V, adm_in_channels); cond_view (B*V, motion_context_dim, h, w); num_video_frames = T*V (default
-        inferred). B, T, V are inferred: B = context.shape[0], T = context.shape[1], V = cond_view.shape[0] / B.
+        inferred). B, T, V are inferred: B = context.shape[0], T = context.shape[1], V = cond_view.shape[0]/B.
         `cond_motion` (B*T, 4, h, w) and `image_only_indicator` (B, T*V) are accepted for parity with the
-        reference call and are inert there: cond_motion is never read, and every use of the indicator is zeroed.
+        reference call and are inert there: cond_motion is never read, every use of the indicator is zeroed.
         Returns (B*T*V, out_channels, h, w) in the dtype of x.
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
@@ -316,15 +347,18 @@ class SV4DUNet(ModelMixin, ConfigMixin):
             raise ValueError(f"x must have B*T*V = {b}*{t}*{v} frames, got {x.shape[0]}")
         if num_video_frames is None:
             num_video_frames = t * v
-        num_video_frames = int(num_video_frames.item() if torch.is_tensor(num_video_frames) else num_video_frames)
+        num_video_frames = int(
+            num_video_frames.item() if torch.is_tensor(num_video_frames) else num_video_frames
+        )
         if num_video_frames != t * v:
             raise ValueError(f"num_video_frames must be T*V = {t * v}, got {num_video_frames}")
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])
         if timesteps.shape != (x.shape[0],) or y.shape[0] != x.shape[0]:
-            raise ValueError(f"timesteps and y must have {x.shape[0]} rows, got {tuple(timesteps.shape)}, "
-                             f"{tuple(y.shape)}")
+            raise ValueError(
+                f"timesteps and y must have {x.shape[0]} rows, got {tuple(timesteps.shape)}, {tuple(y.shape)}"
+            )
 
         dtype = self.time_embed[0].weight.dtype
         emb = self.embed(timesteps, y)
@@ -343,4 +377,3 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return checkpoint(block, h, *args, use_reentrant=False)
         return block(h, *args)
-

@@ -51,6 +51,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static", action="store_true", help="render the scene without motion")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_scene)
+
+    p = sub.add_parser("generate", help="generate novel-view videos and a 360° orbit from an image or a clip")
+    p.add_argument("input", help="an image, GIF, MP4, a folder of frames or a glob pattern")
+    p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument(
+        "--model", required=True, help="a kit model folder, a released .safetensors file or a hub id"
+    )
+    p.add_argument(
+        "--variant",
+        choices=["sv4d2", "sv4d2_8views"],
+        default=None,
+        help="network variant of a released checkpoint (default: from the file name)",
+    )
+    p.add_argument("--download", action="store_true", help="allow downloading a hub model")
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help="sampling steps (default 50; tiny model: its own)"
+    )
+    p.add_argument("--cfg", type=float, default=None, help="maximum guidance scale (default: the variant's)")
+    p.add_argument(
+        "--min-cfg", type=float, default=None, help="minimum guidance scale (default: the variant's)"
+    )
+    p.add_argument(
+        "--elevation", type=float, default=0.0, help="camera elevation of the novel views in degrees"
+    )
+    p.add_argument(
+        "--azimuths",
+        type=_float_list,
+        default=None,
+        help="comma-separated azimuths in degrees of the input view and every novel view (V+1 values)",
+    )
+    p.add_argument(
+        "--frames",
+        type=_positive_int,
+        default=None,
+        help="output frames (default: the clip's, at most 21; one image gives a still clip)",
+    )
+    p.add_argument("--seed", type=int, default=23, help="random seed (default 23)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--offload", action="store_true", help="keep models on the CPU between stages (CUDA)")
+    p.add_argument(
+        "--encode-chunk", type=_positive_int, default=8, help="frames encoded at a time (default 8)"
+    )
+    p.add_argument(
+        "--decode-chunk", type=_positive_int, default=4, help="frames decoded at a time (default 4)"
+    )
+    p.add_argument("--size", type=_positive_int, default=None, help="image size (default: the model's)")
+    p.add_argument(
+        "--remove-bg", action="store_true", help="matte with rembg (must be installed, model on disk)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 
@@ -78,8 +131,115 @@ def cmd_scene(args) -> None:
     print(f"wrote {folder} ({args.frames} frames x {args.views} views, {args.size} px) in {seconds:.2f} s")
 
 
+MODEL_KEYS = ("variant", "frames_per_chunk", "num_views", "image_size")
+
+
+def cmd_generate(args) -> None:
+    import torch
+
+    from sv4d_kit import __version__, preprocess
+    from sv4d_kit.media import prepare_output_dir, write_outputs
+    from sv4d_kit.pipeline import SV4DPipeline
+
+    # 1. Check arguments and the output folder before any work
+    for name in ("cfg", "min_cfg"):
+        value = getattr(args, name)
+        if value is not None and not (value >= 0 and value != float("inf")):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    if not -90.0 <= args.elevation <= 90.0:
+        raise ValueError(f"--elevation must be in [-90, 90] degrees, got {args.elevation}")
+    if args.azimuths is not None and not args.azimuths:
+        raise ValueError("--azimuths needs at least one number")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    prepare_output_dir(args.output, args.overwrite)
+    timings = {}
+
+    # 2. Read the input (fails fast on bad files)
+    tic = time.perf_counter()
+    frames, read_info = preprocess.read_frames(args.input)
+    timings["read"] = time.perf_counter() - tic
+
+    # 3. Load the model
+    tic = time.perf_counter()
+    dtype = getattr(torch, args.dtype)
+    pipe = SV4DPipeline.from_pretrained(
+        args.model, variant=args.variant, download=args.download, torch_dtype=dtype
+    )
+    V = pipe.config.num_views
+    if args.azimuths is not None and len(args.azimuths) != V + 1:
+        raise ValueError(f"--azimuths needs {V + 1} values for this model (input view + {V} novel views), "
+                         f"got {len(args.azimuths)}")  # fmt: skip
+    if args.offload:
+        pipe.enable_model_cpu_offload(device=args.device)
+    else:
+        pipe.to(args.device)
+    timings["load"] = time.perf_counter() - tic
+
+    # 4. Preprocess: one crop for the clip, resize, white background; frame count
+    tic = time.perf_counter()
+    n_frames = args.frames or min(len(frames), 21)
+    policy = "sample" if len(frames) >= n_frames else "loop"
+    try:
+        images, prep_info = preprocess.preprocess(frames, size=args.size or pipe.config.image_size,
+                                                  remove_bg=args.remove_bg, num_frames=n_frames,
+                                                  frame_policy=policy)  # fmt: skip
+    except RuntimeError as e:  # rembg missing or its model not on disk
+        raise ValueError(str(e)) from None
+    timings["preprocess"] = time.perf_counter() - tic
+
+    # 5. Generate
+    out = pipe(
+        images, elevations_deg=args.elevation, azimuths_deg=args.azimuths, num_inference_steps=args.steps or 50,
+        min_guidance=args.min_cfg, max_guidance=args.cfg, seed=args.seed, encode_chunk_size=args.encode_chunk,
+        decode_chunk_size=args.decode_chunk, progress=not args.no_progress,
+    )  # fmt: skip
+    timings.update(out.timings)
+
+    # 6. Write
+    tic = time.perf_counter()
+    meta = {
+        "kit_version": __version__,
+        "command": "generate",
+        "input": {
+            "path": str(args.input),
+            "read": read_info,
+            "preprocess": {k: v for k, v in prep_info.items() if k != "read"},
+        },  # fmt: skip
+        "model": {"source": str(args.model), **{k: pipe.config[k] for k in MODEL_KEYS}},
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("func", "input", "model")},
+        "seed": args.seed,
+        "cameras": out.cameras,
+        "timings_s": timings,
+    }
+    folder = write_outputs(args.output, out.images, meta, azimuths_deg=out.cameras["azimuths_deg"],
+                           overwrite=args.overwrite)  # fmt: skip
+    timings["write"] = time.perf_counter() - tic
+    print(f"wrote {folder}: {out.images.shape[0]} frames x {out.images.shape[1]} views "
+          f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.items())})")  # fmt: skip
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (diffusers' loading bars and hints) off; our own warnings as one `warning:` line each."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()
+        diffusers_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    _quiet_libraries()
     try:
         args = parser.parse_args(argv)
         args.func(args)

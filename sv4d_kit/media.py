@@ -44,7 +44,9 @@ def grid_image(images: torch.Tensor, factor: int = 1) -> np.ndarray:
     return frames.transpose(1, 2, 0, 3, 4).reshape(V * H, T * W, 3)  # (V, H, T, W, 3) -> (V*H, T*W, 3)
 
 
-def orbit_schedule(azimuths_deg, num_frames: int, length: int, blend: float = 0.3) -> list[tuple[int, int, int, float]]:
+def orbit_schedule(
+    azimuths_deg, num_frames: int, length: int, blend: float = 0.3
+) -> list[tuple[int, int, int, float]]:
     """Plan a 360° orbit through generated views while time advances.
 
     The views are visited in increasing azimuth, each for an equal share of the `length` output frames; during the

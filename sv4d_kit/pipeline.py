@@ -8,9 +8,11 @@ generated at its first frame, and a chunk that would run past the end is realign
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,11 +50,16 @@ class SV4DPipelineOutput:
 
 
 def chunk_starts(num_frames: int, frames_per_chunk: int, overlap: int = 0) -> list[int]:
-    """First frames of the reference's chunks: every `T - overlap` frames; the last one realigned to end the clip."""
+    """First frames of the chunks: every `T - overlap` frames, a chunk running past the end realigned to end on it.
+
+    sv4d2 uses overlap 0 (`range(0, n, T)`), sv4d2_8views overlap 1 (`range(0, n - T + 1, T - 1)`). The reference's
+    8-view plan can stop short of the last frames (n = 22, T = 5 ends at frame 20); here a realigned last chunk
+    always covers them.
+    """
     T = min(frames_per_chunk, num_frames)
-    starts = list(range(0, max(num_frames - overlap, 1), T - overlap)) if overlap else list(range(0, num_frames, T))
-    starts = [min(s, num_frames - T) for s in starts]
-    return list(dict.fromkeys(starts))  # realigned duplicates collapse
+    step = T - overlap if T > overlap else T
+    starts = [min(s, num_frames - T) for s in range(0, num_frames - (overlap if T > overlap else 0), step)]
+    return sorted(set(starts))
 
 
 def guidance_scale(kind: str, T: int, V: int, min_scale: float, max_scale: float) -> torch.Tensor:
@@ -76,7 +83,7 @@ class SV4DPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "conditioner->unet->vae"
 
     def __init__(self, unet, conditioner, vae, variant: str = "sv4d2", frames_per_chunk: int | None = None,
-                 num_views: int | None = None):  # fmt: skip
+                 num_views: int | None = None, image_size: int = 576):  # fmt: skip
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -86,12 +93,59 @@ class SV4DPipeline(DiffusionPipeline):
             variant=variant,
             frames_per_chunk=int(frames_per_chunk or defaults["frames_per_chunk"]),
             num_views=int(num_views or defaults["num_views"]),
+            image_size=int(image_size),  # the resolution the model was trained at (preprocessing default)
         )
         self._offload_device = None
 
+    @classmethod
+    def from_pretrained(cls, pretrained: str | os.PathLike, variant: str | None = None, download: bool = False,
+                        torch_dtype: torch.dtype | None = None, **kwargs) -> SV4DPipeline:  # fmt: skip
+        """Load a kit folder (`save_pretrained`), a released checkpoint file (`sv4d2.safetensors`,
+        `sv4d2_8views.safetensors`) or a hub id. Nothing is downloaded unless `download=True` (never when
+        `HF_HUB_OFFLINE` is set); a missing file gives one message saying what to download and where to put it.
+        """
+        from sv4d_kit.models import checkpoint
+
+        path = Path(pretrained)
+        if path.is_dir():
+            if not (path / "model_index.json").exists():
+                raise ValueError(f"{str(path)!r} is not a kit model folder (no model_index.json)")
+            return _cast(super().from_pretrained(path, **kwargs), torch_dtype)
+        if (
+            path.suffix == ".safetensors"
+            or path.exists()
+            or str(pretrained) == checkpoint.HUB_REPO
+            or variant
+        ):
+            unet, cond, vae = checkpoint.load_checkpoint(
+                pretrained, variant, dtype=torch_dtype, download=download
+            )
+            variant = "sv4d2" if unet.config.use_3d_attention else "sv4d2_8views"
+            return cls(unet, cond, vae, variant=variant)
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        if not download or offline:
+            kwargs["local_files_only"] = True
+        try:
+            return _cast(super().from_pretrained(str(pretrained), **kwargs), torch_dtype)
+        except OSError as e:
+            raise ValueError(
+                f"model {str(pretrained)!r} is neither a local folder/file nor a cached hub model "
+                f"(pass download=True to fetch it): {str(e).splitlines()[0]}"
+            ) from None
+
+    @classmethod
+    def from_preset(cls, name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+        """A full-size released architecture with random weights (benchmarks, memory planning)."""
+        from sv4d_kit.models import checkpoint
+
+        unet, cond, vae = checkpoint.build_models(name, device=device, dtype=dtype)
+        return cls(unet.eval(), cond.eval(), vae.eval(), variant=name)
+
     # ------------------------------------------------------------------ memory and devices
 
-    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: str | torch.device = "cuda") -> None:
+    def enable_model_cpu_offload(
+        self, gpu_id: int | None = None, device: str | torch.device = "cuda"
+    ) -> None:
         """Keep every model on the CPU and move each to `device` only while its stage runs (as the reference)."""
         self._offload_device = torch.device(device)
         self.to("cpu")
@@ -123,7 +177,9 @@ class SV4DPipeline(DiffusionPipeline):
             return [float(a) for a in preset]
         return [float(a) for a in cameras.orbit_azimuths(V + 1)]
 
-    def check_inputs(self, frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance):
+    def check_inputs(
+        self, frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance
+    ):
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise ValueError(f"frames must be (T, 3, H, W) or (3, H, W) in [0, 1], got {tuple(frames.shape)}")
         if frames.shape[0] < 1:
@@ -136,7 +192,11 @@ class SV4DPipeline(DiffusionPipeline):
                              f"got {len(azimuths_deg)}")  # fmt: skip
         if len(elevations_deg) != V + 1:
             raise ValueError(f"elevations_deg must be one value or {V + 1} values, got {len(elevations_deg)}")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        if (
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+        ):
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
         for name, value in (("min_guidance", min_guidance), ("max_guidance", max_guidance)):
             if not np.isfinite(value) or value < 0:
@@ -188,11 +248,17 @@ class SV4DPipeline(DiffusionPipeline):
         frames = torch.as_tensor(frames, dtype=torch.float32)
         if frames.ndim == 3:
             frames = frames[None]  # (3, H, W) -> (1, 3, H, W)
+        if (
+            frames.ndim == 4 and frames.shape[0] == 1
+        ):  # one image: a still clip of one chunk ("one frame -> 360°")
+            frames = frames.expand(self.config.frames_per_chunk, -1, -1, -1)
         azimuths_deg = self.default_azimuths() if azimuths_deg is None else [float(a) for a in azimuths_deg]
         if np.ndim(elevations_deg) == 0:
             elevations_deg = [float(elevations_deg)] * (self.config.num_views + 1)
         elevations_deg = [float(e) for e in elevations_deg]
-        self.check_inputs(frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance)
+        self.check_inputs(
+            frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance
+        )
         if generator is None:
             generator = torch.Generator().manual_seed(23 if seed is None else int(seed))
         device, dtype = self.execution_device, self.unet.dtype
@@ -207,7 +273,7 @@ class SV4DPipeline(DiffusionPipeline):
         # 3. Sampling schedule and guidance
         sigmas = sampling.edm_sigmas(num_inference_steps, sigma_min, sigma_max, rho).to(device)  # (steps+1,)
         scale = guidance_scale(guider, T, V, min_guidance, max_guidance).to(device)  # (1, T*V)
-        starts = chunk_starts(n_frames, T, defaults["chunk_overlap"] if T > 1 else 0)
+        starts = chunk_starts(n_frames, T, defaults["chunk_overlap"])
 
         # 4. The image matrix in [-1, 1]: view 0 is the input; novel views are filled chunk by chunk
         matrix = torch.zeros(n_frames, V + 1, 3, H, W)  # (T_all, V+1, 3, H, W)
@@ -270,6 +336,10 @@ class SV4DPipeline(DiffusionPipeline):
             "chunk_starts": starts,
         }
         return SV4DPipelineOutput(images=_convert(images, output_type), cameras=camera_info, timings=timings)
+
+
+def _cast(pipe: SV4DPipeline, dtype: torch.dtype | None) -> SV4DPipeline:
+    return pipe if dtype is None else pipe.to(dtype=dtype)
 
 
 def _convert(images: torch.Tensor, output_type: str):

@@ -24,7 +24,7 @@ from sv4d_kit import cameras
 
 HELDOUT_SEED_START = 1_000_000
 DEFAULT_RADIUS = 2.5  # camera distance from the origin
-DEFAULT_FOV = 46.0  # vertical field of view (degrees); a 0.95-radius sphere at the origin just fits
+DEFAULT_FOV = 48.0  # vertical field of view (degrees): a 0.95-radius sphere at the origin fits with a margin
 SAMPLE_SEED = 18  # the scene of data/ (see `write_sample_data`)
 _FIT_RADIUS = 0.95  # every scene is scaled so that it stays within this radius at all times
 
@@ -584,6 +584,7 @@ def render_orbit(
     azimuths, elevations = cameras.camera_trajectory(azimuths_deg, elevation_deg)
     if isinstance(num_frames, bool) or not float(num_frames).is_integer() or num_frames < 1:
         raise ValueError(f"num_frames must be an integer >= 1, got {num_frames!r}")
+    size = cameras._check_pixels("size", size)
     E = cameras.orbit_extrinsics(azimuths, elevations, radius)
     K = cameras.intrinsics(fov_deg, size, size)
     times = torch.linspace(0, 1, int(num_frames)) if num_frames > 1 else torch.zeros(1)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from sv4d_kit.golden import discover, run_set
 from sv4d_kit.golden.unet import build_unet
+from sv4d_kit.models.transformer import CrossAttention
 from sv4d_kit.models.unet import SV4DUNet
 
 TINY = dict(
@@ -197,14 +198,17 @@ def test_switched_off_stage_passes_input_through(reference_dir):
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
-def test_chunking_does_not_change_output(reference_dir):
+def test_chunking_does_not_change_output(reference_dir, monkeypatch):
     unet, inputs = golden_unet(reference_dir)
     with torch.no_grad():
         base = unet(**inputs)
         unet.set_chunking(ff=7, attention=5)
         chunked = unet(**inputs)
         unet.set_chunking()
+        monkeypatch.setattr(CrossAttention, "MAX_BATCH", 3)  # the always-on split for CUDA grid limits
+        split = unet(**inputs)
     torch.testing.assert_close(chunked, base, rtol=0, atol=1e-5)
+    torch.testing.assert_close(split, base, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="ff"):
         unet.set_chunking(ff=0)
 

@@ -15,7 +15,9 @@ from sv4d_kit.models import checkpoint
 
 
 def _count(name: str, actual: int, expected: int) -> CaseResult:
-    return CaseResult(name, actual == expected, float(abs(actual - expected)), f"({actual:,} vs {expected:,})")
+    return CaseResult(
+        name, actual == expected, float(abs(actual - expected)), f"({actual:,} vs {expected:,})"
+    )
 
 
 def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from sv4d_kit.models import autoencoder, conditioner
+from sv4d_kit.models.clip import CLIPImageEncoder
 from sv4d_kit.models.conditioner import SV4DConditioner
 from sv4d_kit.models.unet import SV4DUNet
 
@@ -98,7 +99,9 @@ def expected_kit_keys(modules: dict[str, torch.nn.Module]) -> dict[str, dict[str
     return out
 
 
-def compare_layout(layout: dict[str, list[int]], modules: dict[str, torch.nn.Module], vae_levels: int = 4) -> dict:
+def compare_layout(
+    layout: dict[str, list[int]], modules: dict[str, torch.nn.Module], vae_levels: int = 4
+) -> dict:
     """Match a checkpoint layout (key -> shape) against kit modules. Returns counts and the first few problems."""
     expected = expected_kit_keys(modules)
     seen: dict[tuple[str, str], str] = {}
@@ -146,7 +149,9 @@ def _problems(report: dict) -> str:
     return "; ".join(parts)
 
 
-def resolve_checkpoint(path_or_id: str | os.PathLike, variant: str | None = None, download: bool = False) -> Path:
+def resolve_checkpoint(
+    path_or_id: str | os.PathLike, variant: str | None = None, download: bool = False
+) -> Path:
     """A local safetensors path for a file path or a hub id; downloads only when `download=True` and online."""
     path = Path(path_or_id)
     if path.exists():
@@ -173,7 +178,9 @@ def resolve_checkpoint(path_or_id: str | os.PathLike, variant: str | None = None
 
 def _check_safetensors(path: Path) -> None:
     if path.suffix in (".ckpt", ".pt", ".pth", ".bin", ".pkl"):
-        raise ValueError(f"{path.name} is a pickle checkpoint; only .safetensors files are loaded (pickles can run code)")
+        raise ValueError(
+            f"{path.name} is a pickle checkpoint; only .safetensors files are loaded (pickles can run code)"
+        )
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -205,7 +212,9 @@ def load_checkpoint(
     if variant is None:
         variant = next((p for p in sorted(PRESETS, key=len, reverse=True) if path.stem.endswith(p)), None)
         if variant is None:
-            raise ValueError(f"cannot tell the variant from {path.name!r}; pass variant='sv4d2' or 'sv4d2_8views'")
+            raise ValueError(
+                f"cannot tell the variant from {path.name!r}; pass variant='sv4d2' or 'sv4d2_8views'"
+            )
     if variant not in PRESETS:
         raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
     unet, cond, vae = build_models(variant, device="meta")
@@ -247,3 +256,47 @@ def _materialize_buffers(module: torch.nn.Module, device) -> None:
     leftovers = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if leftovers:
         raise ValueError(f"internal: {len(leftovers)} tensors were not loaded, e.g. {leftovers[0]!r}")
+
+
+def tiny_configs(variant: str = "sv4d2", model_channels: int = 32, context_dim: int = 32) -> dict:
+    """Reference-style configs of a tiny SV4D 2.0 (every flag as released, small widths), for tests and notebooks.
+
+    The UNet has three levels (the deepest attention-free, as in the golden tiny set), so latents must be a
+    multiple of 4 pixels (images a multiple of 32). `variant` picks the view-attention layout.
+    """
+    if variant not in PRESETS:
+        raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
+    unet = dict(preset_configs(variant)["unet"])
+    unet.update(
+        model_channels=model_channels, channel_mult=[1, 1, 2], attention_resolutions=[2, 1], num_res_blocks=1,
+        num_head_channels=16, context_dim=context_dim, adm_in_channels=4 * model_channels,
+    )  # fmt: skip
+    ddconfig = dict(autoencoder.SV4D2_DDCONFIG, ch=32, ch_mult=[1, 2, 1, 1], num_res_blocks=1, resolution=64)
+    clip = {"embed_dim": context_dim, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
+                                                     "patch_size": 8}}  # fmt: skip
+    # sigma + polar + azimuth embeddings must add up to the UNet's vector width (4 * model_channels)
+    sigma_dim = model_channels
+    angle_dim = (4 * model_channels - sigma_dim) // 2
+    return {
+        "unet": unet,
+        "vae": ddconfig,
+        "clip": clip,
+        "sigma_embed_dim": sigma_dim,
+        "angle_embed_dim": angle_dim,
+    }
+
+
+def build_tiny_models(variant: str = "sv4d2", seed: int = 0, **kwargs):
+    """(unet, conditioner, vae) of `tiny_configs` with seeded random weights (non-zero output convs)."""
+    cfg = tiny_configs(variant, **kwargs)
+    torch.manual_seed(seed)
+    unet = SV4DUNet.from_reference_config(cfg["unet"])
+    torch.nn.init.normal_(
+        unet.out[-1].weight, std=0.02
+    )  # the released init is zero: make the output depend on x
+    cond = SV4DConditioner(
+        clip_config=CLIPImageEncoder.config_from_open_clip(cfg["clip"]), vae_config=cfg["vae"],
+        sigma_embed_dim=cfg["sigma_embed_dim"], angle_embed_dim=cfg["angle_embed_dim"],
+    )  # fmt: skip
+    vae = autoencoder.build_first_stage(cfg["vae"])
+    return unet.eval(), cond.eval(), vae.eval()

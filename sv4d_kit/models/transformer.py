@@ -25,6 +25,8 @@ class CrossAttention(nn.Module):
     dimension N into chunks to bound memory; it does not change results.
     """
 
+    MAX_BATCH = 32768  # the reference's xformers path splits at the same size
+
     def __init__(
         self,
         query_dim: int,
@@ -61,7 +63,9 @@ class CrossAttention(nn.Module):
         q, k, v = (
             t.view(n, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v)
         )  # (N, heads, L, d)
-        chunk = self.chunk_size or n
+        # CUDA attention kernels reject very large batches (grid limits): the view/frame blocks of the full
+        # model at 576 px have over 100k sequences, so the batch is always split into at most MAX_BATCH rows.
+        chunk = min(self.chunk_size or n, self.MAX_BATCH)
         probs: list[torch.Tensor] = []
         out = torch.cat(
             [
@@ -218,7 +222,7 @@ class SpatialViewFrameTransformer(nn.Module):
         self.view_enabled = True
         self.frame_enabled = True
 
-        self.norm = nn.GroupNorm(32, in_channels, eps=1e-6)
+        self.norm = nn.GroupNorm(32, in_channels, eps=1e-6)  # eps 1e-6 here, 1e-5 in the resblocks
         self.proj_in = (
             nn.Linear(in_channels, inner_dim) if use_linear else nn.Conv2d(in_channels, inner_dim, 1)
         )
@@ -273,6 +277,9 @@ class SpatialViewFrameTransformer(nn.Module):
         x_in = x
 
         cond_view = F.interpolate(cond_view, size=(h, w), mode="bilinear")
+        # Every cross-attention below has a one-token context, so its softmax is 1 and attn2's to_q, to_k and
+        # norm2 have no effect (structural, as in the reference): the spatial block gets the CLIP token of its
+        # time frame, (B, T, D) -> (B*T*V, 1, D); the view block one CLIP token per (b, t, pixel) row.
         spatial_context = context[:, :, None].expand(b, t, v, d1).reshape(b * t * v, 1, d1)
         camera_context = context[:, :, None].expand(b, t, hw, d1).reshape(b * t * hw, 1, d1)
         # (B*V, d2, H, W) -> (B*V*HW, 1, d2): one cond_view latent pixel per (b, v, pixel)

@@ -91,7 +91,7 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
 
 
 def prepare_output_dir(folder: str | Path, overwrite: bool = False) -> Path:
-    """Check that `folder` can receive outputs (it is not a file; it is empty or `overwrite`; its parent is writable)."""
+    """Check that `folder` can take outputs: not a file, empty (or `overwrite`), with a writable parent."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output path {str(folder)!r} is a file, not a folder")

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from sv4d_kit.golden import CaseResult, GoldenSet, compare
+from sv4d_kit.models.embeddings import timestep_embedding
 from sv4d_kit.models.unet import SV4DUNet
 
 PREFIX = "model.diffusion_model."
@@ -50,6 +51,8 @@ def _capture(unet: SV4DUNet, names: dict[str, str], subs: dict[str, str]) -> tup
     handles = []
     modules = dict(unet.named_modules())
     for module_name, key in names.items():
+        if module_name not in modules:
+            continue  # reported as "not captured"
         handles.append(
             modules[module_name].register_forward_hook(lambda m, a, o, key=key: got.setdefault(key, o))
         )
@@ -64,6 +67,8 @@ def _capture(unet: SV4DUNet, names: dict[str, str], subs: dict[str, str]) -> tup
         got[key + ".out"] = output
 
     for module_name, key in subs.items():
+        if module_name not in modules:
+            continue
         handles.append(
             modules[module_name].register_forward_hook(
                 lambda m, a, kw, o, key=key: sub_hook(m, a, kw, o, key), with_kwargs=True
@@ -116,8 +121,6 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
         emb_keys = [k for k in tensors if k.startswith(f"{case}.emb.")]
         if emb_keys:
             with torch.no_grad():
-                from sv4d_kit.models.embeddings import timestep_embedding
-
                 t_emb = timestep_embedding(inputs["timesteps"], unet.config.model_channels)
                 emb = {
                     "time_embed_out": unet.time_embed(t_emb),

@@ -57,12 +57,15 @@ def preset_configs(name: str) -> dict:
     }
 
 
-def build_models(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-    """Build the (unet, conditioner, vae) of a preset with random weights; on "meta" nothing is allocated."""
-    configs = preset_configs(name)
+def build_models(name: str | dict, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """Build (unet, conditioner, vae) with random weights from a preset name or a configs dict; on "meta" nothing
+    is allocated. A configs dict holds reference configs: `unet` (UNet params), `conditioner` (GeneralConditioner
+    config), `vae` (ddconfig) and optionally `clip` (open_clip model config; default: the ViT-H-14 the conditioner
+    names), as recorded in golden sets."""
+    configs = preset_configs(name) if isinstance(name, str) else name
     with torch.device(device):
         unet = SV4DUNet.from_reference_config(configs["unet"])
-        cond = SV4DConditioner.from_reference_configs(None, configs["vae"], configs["conditioner"])
+        cond = SV4DConditioner.from_reference_configs(configs.get("clip"), configs["vae"], configs["conditioner"])
         vae = autoencoder.build_first_stage(configs["vae"])
     if dtype is not None and str(device) != "meta":
         unet, cond, vae = unet.to(dtype), cond.to(dtype), vae.to(dtype)
@@ -197,18 +200,21 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     download: bool = False,
+    configs: dict | None = None,
 ):
     """Load a released SV4D 2.0 checkpoint into (unet, conditioner, vae), tensor by tensor.
 
     `variant` ("sv4d2" or "sv4d2_8views") picks the network (the files share one layout; the variants differ in
     `use_3d_attention`); by default it is read from the file name. Refuses pickles, files that are not safetensors,
     truncated files and checkpoints of other models with one clear message naming the missing / unexpected /
-    mis-shaped keys.
+    mis-shaped keys. `configs` (see `build_models`) loads a file of the released layout at another size.
     """
     from safetensors import SafetensorError, safe_open
 
     path = resolve_checkpoint(path_or_id, variant, download)
     _check_safetensors(path)
+    if configs is not None:
+        variant = variant or ("sv4d2" if configs["unet"].get("use_3d_attention", True) else "sv4d2_8views")
     if variant is None:
         variant = next((p for p in sorted(PRESETS, key=len, reverse=True) if path.stem.endswith(p)), None)
         if variant is None:
@@ -217,7 +223,11 @@ def load_checkpoint(
             )
     if variant not in PRESETS:
         raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
-    unet, cond, vae = build_models(variant, device="meta")
+    named = next((p for p in sorted(PRESETS, key=len, reverse=True) if path.stem.endswith(p)), None)
+    if named is not None and named != variant:
+        raise ValueError(f"variant {variant!r} does not match the file {path.name!r} (a {named} checkpoint); "
+                         f"pass variant={named!r}")  # fmt: skip
+    unet, cond, vae = build_models(configs or variant, device="meta")
     modules = {"unet": unet, "conditioner": cond, "vae": vae}
     vae_levels = len(vae.config.block_out_channels)
     try:
@@ -246,8 +256,6 @@ def load_checkpoint(
         module.load_state_dict(states[comp], strict=True, assign=True)
         _materialize_buffers(module, device)
         module.eval()
-    if variant == "sv4d2_8views" and unet.config.use_3d_attention:
-        raise ValueError("internal: sv4d2_8views must use the 8-view attention layout")
     return unet, cond, vae
 
 
@@ -287,7 +295,7 @@ def tiny_configs(variant: str = "sv4d2", model_channels: int = 32, context_dim: 
 
 
 def build_tiny_models(variant: str = "sv4d2", seed: int = 0, **kwargs):
-    """(unet, conditioner, vae) of `tiny_configs` with seeded random weights (non-zero output convs)."""
+    """(unet, conditioner, vae) of `tiny_configs` with seeded random weights (no zero-initialised layers)."""
     cfg = tiny_configs(variant, **kwargs)
     torch.manual_seed(seed)
     unet = SV4DUNet.from_reference_config(cfg["unet"])

@@ -1,0 +1,173 @@
+"""SV4DPipeline with tiny random-weight models: shapes, determinism, chunking, callbacks, options, bad input."""
+
+import pytest
+import torch
+
+from sv4d_kit.models.checkpoint import build_tiny_models
+from sv4d_kit.pipeline import SV4DPipeline, chunk_starts
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module", params=["sv4d2", "sv4d2_8views"])
+def pipe(request):
+    unet, cond, vae = build_tiny_models(request.param, seed=3)
+    return SV4DPipeline(unet, cond, vae, variant=request.param, frames_per_chunk=3, num_views=2, image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(4, 3, SIZE, SIZE, generator=g)
+
+
+def run(pipe, frames, **kw):
+    kw.setdefault("num_inference_steps", 2)
+    kw.setdefault("seed", 1)
+    return pipe(frames, progress=False, **kw)
+
+
+def test_output_matrix(pipe, frames):
+    out = run(pipe, frames)
+    assert out.images.shape == (4, 3, 3, SIZE, SIZE)
+    assert out.images.min() >= 0 and out.images.max() <= 1
+    torch.testing.assert_close(out.images[:, 0], frames, atol=1e-6, rtol=0)  # view 0 is the input
+    assert set(out.timings) == {"encode", "sample", "decode"}
+    assert len(out.cameras["azimuths_deg"]) == 3 and out.cameras["chunk_starts"] == chunk_starts(4, 3, 0) or [0, 1]
+
+
+def test_same_seed_same_result_and_generator(pipe, frames):
+    a = run(pipe, frames, seed=5).images
+    b = run(pipe, frames, seed=5).images
+    c = run(pipe, frames, generator=torch.Generator().manual_seed(5)).images
+    d = run(pipe, frames, seed=6).images
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(a, d)
+
+
+def test_chunk_sizes_do_not_change_the_result(pipe, frames):
+    """Encoding/decoding in chunks changes only float rounding (batched convolutions sum in another order), which
+    the sampler carries along: the stated tolerance is 5e-4 on [0, 1] images (an eighth of a uint8 level)."""
+    a = run(pipe, frames, encode_chunk_size=None, decode_chunk_size=None).images
+    b = run(pipe, frames, encode_chunk_size=1, decode_chunk_size=1).images
+    torch.testing.assert_close(a, b, atol=5e-4, rtol=0)
+
+
+def test_single_image_gives_a_still_clip(pipe, frames):
+    out = run(pipe, frames[0])
+    assert out.images.shape[0] == pipe.config.frames_per_chunk
+    assert torch.equal(out.images[0, 0], out.images[-1, 0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_any_length(pipe, n):
+    out = run(pipe, torch.rand(n, 3, SIZE, SIZE), num_inference_steps=1)
+    assert out.images.shape[0] == max(n, 1 if n > 1 else pipe.config.frames_per_chunk)
+
+
+def test_later_chunks_see_earlier_views(pipe, frames):
+    """Chunk 1 is conditioned on the views chunk 0 made at its first frame: changing chunk 0 changes chunk 1."""
+
+    def scramble_first_chunk(p, step, sigma, tensors):
+        if tensors["chunk"] == 0 and step == 1:
+            return {"latents": tensors["latents"] * 0 + 3.0}
+        return None
+
+    a = run(pipe, frames).images
+    b = run(pipe, frames, callback_on_step_end=scramble_first_chunk).images
+    starts = chunk_starts(4, 3, 0 if pipe.config.variant == "sv4d2" else 1)
+    assert len(starts) == 2
+    assert not torch.equal(a[: starts[1], 1:], b[: starts[1], 1:])  # chunk 0 changed
+    assert not torch.equal(a[3, 1:], b[3, 1:])  # and so did the last frame, made by chunk 1
+
+
+def test_callback_sees_every_step(pipe, frames):
+    seen = []
+
+    def watch(p, step, sigma, tensors):
+        seen.append((tensors["chunk"], step, sigma, tuple(tensors["latents"].shape), tuple(tensors["denoised"].shape)))
+
+    run(pipe, frames, num_inference_steps=3, callback_on_step_end=watch)
+    assert [s[:2] for s in seen] == [(c, i) for c in range(2) for i in range(3)]
+    assert seen[0][2] > seen[1][2] > seen[2][2] > 0
+    assert seen[0][3] == seen[0][4] == (3 * 2, 4, SIZE // 8, SIZE // 8)
+
+
+@pytest.mark.parametrize("guider", ["linear", "spatiotemporal", "triangle", "constant", "none"])
+def test_guiders_run(pipe, frames, guider):
+    out = run(pipe, frames[:3], guider=guider, num_inference_steps=1)
+    assert torch.isfinite(out.images).all()
+
+
+def test_guidance_matters(pipe, frames):
+    a = run(pipe, frames[:3], guider="constant", max_guidance=1.0).images
+    b = run(pipe, frames[:3], guider="constant", max_guidance=3.0).images
+    assert not torch.equal(a, b)
+
+
+def test_output_types(pipe, frames):
+    arr = run(pipe, frames[:3], output_type="np").images
+    assert arr.shape == (3, 3, SIZE, SIZE, 3) and arr.dtype.name == "uint8"
+    pil = run(pipe, frames[:3], output_type="pil").images
+    assert len(pil) == 3 and len(pil[0]) == 3 and pil[0][0].size == (SIZE, SIZE)
+
+
+def test_save_load_round_trip(pipe, frames, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = SV4DPipeline.from_pretrained(tmp_path / "model")
+    assert loaded.config.variant == pipe.config.variant and loaded.config.image_size == SIZE
+    assert torch.equal(run(pipe, frames[:3]).images, run(loaded, frames[:3]).images)
+
+
+def test_cpu_offload_gives_the_same_result(pipe, frames):
+    a = run(pipe, frames[:3]).images
+    pipe.enable_model_cpu_offload(device="cpu")
+    try:
+        b = run(pipe, frames[:3]).images
+    finally:
+        pipe._offload_device = None
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"azimuths_deg": [0, 90]}, "azimuths_deg must hold 3 values"),
+        ({"elevations_deg": [0, 1]}, "elevations_deg must be one value or 3"),
+        ({"elevations_deg": 95.0}, "elevation"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"max_guidance": -1.0}, "max_guidance"),
+        ({"guider": "magic"}, "guider must be one of"),
+        ({"output_type": "gif"}, "output_type"),
+    ],
+)
+def test_bad_arguments(pipe, frames, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run(pipe, frames[:3], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (torch.rand(2, 3, 64, 48), "square"),
+        (torch.rand(2, 3, 40, 40), "divisible"),
+        (torch.rand(2, 4, 64, 64), r"\(T, 3, H, W\)"),
+        (torch.full((2, 3, 64, 64), 2.0), r"\[0, 1\]"),
+        (torch.full((2, 3, 64, 64), float("nan")), "finite"),
+    ],
+)
+def test_bad_frames(pipe, bad, message):
+    with pytest.raises(ValueError, match=message):
+        run(pipe, bad)
+
+
+def test_chunk_plans():
+    assert chunk_starts(21, 12, 0) == [0, 9]  # sv4d2: the second chunk realigned to end on frame 20
+    assert chunk_starts(21, 5, 1) == [0, 4, 8, 12, 16]  # 8 views: one frame of overlap
+    assert chunk_starts(22, 5, 1)[-1] == 17  # the last frames are always covered
+    assert chunk_starts(1, 12, 0) == [0] and chunk_starts(3, 1, 1) == [0, 1, 2]
+    for n in range(1, 30):
+        for T, overlap in ((12, 0), (5, 1), (3, 0), (2, 1)):
+            starts = chunk_starts(n, T, overlap)
+            covered = {s + i for s in starts for i in range(min(T, n))}
+            assert covered == set(range(n)), (n, T, overlap)

@@ -299,9 +299,11 @@ def build_tiny_models(variant: str = "sv4d2", seed: int = 0, **kwargs):
     cfg = tiny_configs(variant, **kwargs)
     torch.manual_seed(seed)
     unet = SV4DUNet.from_reference_config(cfg["unet"])
-    torch.nn.init.normal_(
-        unet.out[-1].weight, std=0.02
-    )  # the released init is zero: make the output depend on x
+    # The reference zero-initialises output layers (an untrained stage starts as the identity). For random-weight
+    # tests every path must matter, so those weights get small random values.
+    for param in unet.parameters():
+        if param.ndim > 1 and not param.any():
+            torch.nn.init.normal_(param, std=0.02)
     cond = SV4DConditioner(
         clip_config=CLIPImageEncoder.config_from_open_clip(cfg["clip"]), vae_config=cfg["vae"],
         sigma_embed_dim=cfg["sigma_embed_dim"], angle_embed_dim=cfg["angle_embed_dim"],

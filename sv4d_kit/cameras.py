@@ -19,7 +19,6 @@ be checked without the released weights).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -64,11 +63,21 @@ def _check_matrices(name: str, value, size: int) -> torch.Tensor:
 # Poses and intrinsics
 
 
-def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Tensor | None = None) -> torch.Tensor:
+def look_at(
+    eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Tensor | None = None
+) -> torch.Tensor:
     """World-to-camera extrinsics (OpenCV axes) for cameras at `eye` looking at `target`. (..., 3) -> (..., 4, 4)"""
     eye = torch.as_tensor(eye, dtype=torch.float64)
-    target = torch.zeros_like(eye) if target is None else torch.as_tensor(target, dtype=torch.float64).expand_as(eye)
-    up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64) if up is None else torch.as_tensor(up, dtype=torch.float64)
+    target = (
+        torch.zeros_like(eye)
+        if target is None
+        else torch.as_tensor(target, dtype=torch.float64).expand_as(eye)
+    )
+    up = (
+        torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+        if up is None
+        else torch.as_tensor(up, dtype=torch.float64)
+    )
     fwd = target - eye
     if bool((fwd.norm(dim=-1) < 1e-12).any()):
         raise ValueError("eye must differ from target")
@@ -100,14 +109,18 @@ def _broadcast_angles(azimuth_deg, elevation_deg, radius=None) -> tuple[torch.Te
         return torch.broadcast_tensors(*values)
     except RuntimeError as err:
         shapes = ", ".join(str(tuple(v.shape)) for v in values)
-        raise ValueError(f"azimuth_deg, elevation_deg and radius must have matching lengths, got {shapes}") from err
+        raise ValueError(
+            f"azimuth_deg, elevation_deg and radius must have matching lengths, got {shapes}"
+        ) from err
 
 
 def orbit_eye(azimuth_deg, elevation_deg, radius) -> torch.Tensor:
     """Camera centres on a sphere around the origin. Broadcasts its inputs; (...,) -> (..., 3) float64"""
     a, e, r = _broadcast_angles(azimuth_deg, elevation_deg, radius)
     a, e = torch.deg2rad(a), torch.deg2rad(e)
-    return torch.stack([r * torch.cos(e) * torch.cos(a), r * torch.cos(e) * torch.sin(a), r * torch.sin(e)], dim=-1)
+    return torch.stack(
+        [r * torch.cos(e) * torch.cos(a), r * torch.cos(e) * torch.sin(a), r * torch.sin(e)], dim=-1
+    )
 
 
 def orbit_extrinsics(azimuth_deg, elevation_deg, radius) -> torch.Tensor:
@@ -288,7 +301,9 @@ def sv4d_relative_angles(elevations_deg, azimuths_deg, T: int) -> tuple[torch.Te
     """
     azimuths, elevations = camera_trajectory(azimuths_deg, elevations_deg)
     if azimuths.numel() < 2:
-        raise ValueError(f"azimuths_deg must hold the input view and at least one novel view, got {azimuths_deg!r}")
+        raise ValueError(
+            f"azimuths_deg must hold the input view and at least one novel view, got {azimuths_deg!r}"
+        )
     if isinstance(T, bool) or not float(T).is_integer() or T < 1:
         raise ValueError(f"T must be an integer >= 1, got {T!r}")
     e, a = elevations.numpy(), azimuths.numpy()
@@ -328,7 +343,9 @@ def _skew(v: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, dim=-2)
 
 
-def fundamental_matrix(K_i: torch.Tensor, E_i: torch.Tensor, K_j: torch.Tensor, E_j: torch.Tensor) -> torch.Tensor:
+def fundamental_matrix(
+    K_i: torch.Tensor, E_i: torch.Tensor, K_j: torch.Tensor, E_j: torch.Tensor
+) -> torch.Tensor:
     """Fundamental matrix F with `x_jᵀ F x_i = 0` for homogeneous pixels (u, v, 1) of the same point in views i, j.
 
     F = K_j⁻ᵀ [t]ₓ R K_i⁻¹ with the relative pose R = R_j R_iᵀ, t = t_j − R t_i. Batches broadcast. -> (..., 3, 3)

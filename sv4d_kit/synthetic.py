@@ -60,9 +60,15 @@ class Motion:
     """One motion of a primitive; `amount` is radians (spin, swing), world units (bob, translate) or a fraction
     (pulse). Oscillations run `cycles` times over the clip starting at `phase` (in turns)."""
 
-    kind: str  # "spin" (about the primitive's local axis), "swing" (about `pivot`), "bob", "translate", "pulse"
+    kind: (
+        str  # "spin" (about the primitive's local axis), "swing" (about `pivot`), "bob", "translate", "pulse"
+    )
     amount: float
-    axis: tuple[float, float, float] = (0.0, 0.0, 1.0)  # local spin axis, world swing axis or direction of travel
+    axis: tuple[float, float, float] = (
+        0.0,
+        0.0,
+        1.0,
+    )  # local spin axis, world swing axis or direction of travel
     cycles: float = 1.0
     phase: float = 0.0
     pivot: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -73,7 +79,9 @@ class Primitive:
     """A shape in its own frame (centred at the origin, axis +z) placed by a rest pose, with a surface pattern."""
 
     kind: str  # one of KINDS
-    size: tuple[float, ...]  # sphere (r,), box half-extents (x, y, z), cylinder/cone (radius, half height), torus (R, r)
+    size: tuple[
+        float, ...
+    ]  # sphere (r,), box half-extents (x, y, z), cylinder/cone (radius, half height), torus (R, r)
     position: tuple[float, float, float]  # rest centre
     rotation: tuple[tuple[float, ...], ...]  # rest orientation, local-to-world 3×3
     pattern: str  # "sectors", "checker", "stripes", "checker3d", "faces" or "octants"
@@ -104,7 +112,9 @@ class Primitive:
             rho = (1 - z * z).sqrt()
             return s[0] * torch.stack([rho * torch.cos(phi), rho * torch.sin(phi), z], dim=-1)
         if self.kind == "box":
-            corners = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=torch.float64)
+            corners = torch.tensor(
+                [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=torch.float64
+            )
             return corners * torch.tensor(s, dtype=torch.float64)
         if self.kind == "cylinder":
             return torch.cat([s[0] * ring + torch.tensor([0, 0, h]) for h in (-s[1], s[1])])
@@ -112,7 +122,9 @@ class Primitive:
             return torch.cat([s[0] * ring - torch.tensor([0.0, 0.0, s[1]]), torch.tensor([[0.0, 0.0, s[1]]])])
         R, r = s  # torus: rings of the tube's outer half, at 9 heights
         b = torch.linspace(-math.pi / 2, math.pi / 2, 9, dtype=torch.float64)
-        return torch.cat([(R + r * torch.cos(v)) * ring + torch.tensor([0.0, 0.0, float(r * torch.sin(v))]) for v in b])
+        return torch.cat(
+            [(R + r * torch.cos(v)) * ring + torch.tensor([0.0, 0.0, float(r * torch.sin(v))]) for v in b]
+        )
 
 
 @dataclass(frozen=True)
@@ -136,13 +148,17 @@ class Scene:
         times = torch.linspace(0, 1, 201, dtype=torch.float64) if times is None else times
         radii = []
         for prim, (R, c, s) in zip(self.primitives, self.poses(times)):
-            points = c[:, None] + s[:, None, None] * (prim.extreme_points().float() @ R.transpose(1, 2))  # (F, K, 3)
+            points = c[:, None] + s[:, None, None] * (
+                prim.extreme_points().float() @ R.transpose(1, 2)
+            )  # (F, K, 3)
             radii.append(points.norm(dim=-1).max())
         return float(torch.stack(radii).max())
 
     def describe(self) -> str:
         """One line per primitive: kind, pattern and motions."""
-        lines = [f"seed {self.seed} ({'dynamic' if self.dynamic else 'static'}), spin {math.degrees(self.spin):.0f}°"]
+        lines = [
+            f"seed {self.seed} ({'dynamic' if self.dynamic else 'static'}), spin {math.degrees(self.spin):.0f}°"
+        ]
         for p in self.primitives:
             motions = ", ".join(m.kind for m in p.motions) or "rigid"
             lines.append(f"  {p.kind} with {p.pattern} ({len(p.colors)} colours), {motions}")
@@ -261,9 +277,13 @@ def _random_motions(rng: np.random.Generator, prim: Primitive, main: Primitive |
         if kind == "spin":
             motions.append(Motion("spin", sign * rng.uniform(0.5, 2.0) * math.pi))
         elif kind == "bob":
-            motions.append(Motion("bob", rng.uniform(0.08, 0.18), cycles=float(rng.integers(1, 3)), phase=phase))
+            motions.append(
+                Motion("bob", rng.uniform(0.08, 0.18), cycles=float(rng.integers(1, 3)), phase=phase)
+            )
         elif kind == "pulse":
-            motions.append(Motion("pulse", rng.uniform(0.1, 0.25), cycles=float(rng.integers(1, 3)), phase=phase))
+            motions.append(
+                Motion("pulse", rng.uniform(0.1, 0.25), cycles=float(rng.integers(1, 3)), phase=phase)
+            )
         elif kind == "translate":
             a = rng.uniform(0, 2 * math.pi)
             motions.append(Motion("translate", rng.uniform(0.2, 0.4), axis=(math.cos(a), math.sin(a), 0.0)))
@@ -293,7 +313,9 @@ def make_scene(seed: int, dynamic: bool = True) -> Scene:
     rng = np.random.default_rng(int(seed))
     n = int(rng.choice([1, 2, 2, 3, 3, 4]))
     main_radius = rng.uniform(0.45, 0.6)
-    main = _random_primitive(rng, str(rng.choice(KINDS)), main_radius, (0.0, 0.0, 0.0), _random_rotation(rng, 50))
+    main = _random_primitive(
+        rng, str(rng.choice(KINDS)), main_radius, (0.0, 0.0, 0.0), _random_rotation(rng, 50)
+    )
     prims = [replace(main, motions=_random_motions(rng, main, None))]
     for _ in range(n - 1):
         u = rng.normal(size=3)
@@ -307,14 +329,18 @@ def make_scene(seed: int, dynamic: bool = True) -> Scene:
     scene = Scene(seed=int(seed), dynamic=True, primitives=tuple(prims), spin=spin)
     scene = replace(scene, scale=_FIT_RADIUS / scene.bounding_radius())
     if not dynamic:
-        scene = replace(scene, dynamic=False, spin=0.0, primitives=tuple(replace(p, motions=()) for p in prims))
+        scene = replace(
+            scene, dynamic=False, spin=0.0, primitives=tuple(replace(p, motions=()) for p in prims)
+        )
     return scene
 
 
 def training_seeds(n: int, start: int = 0) -> list[int]:
     """`n` consecutive seeds for training, all below `HELDOUT_SEED_START`."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0 or start < 0 or start + n > HELDOUT_SEED_START:
-        raise ValueError(f"n and start must be integers >= 0 with start + n <= {HELDOUT_SEED_START}, got {n}, {start}")
+        raise ValueError(
+            f"n and start must be integers >= 0 with start + n <= {HELDOUT_SEED_START}, got {n}, {start}"
+        )
     return list(range(start, start + n))
 
 
@@ -436,7 +462,13 @@ def _hit_torus(o, d, size, steps: int = 96):
     return t_hit, torch.nn.functional.normalize(p - ring, dim=-1)
 
 
-_HIT = {"sphere": _hit_sphere, "box": _hit_box, "cylinder": _hit_cylinder, "cone": _hit_cone, "torus": _hit_torus}
+_HIT = {
+    "sphere": _hit_sphere,
+    "box": _hit_box,
+    "cylinder": _hit_cylinder,
+    "cone": _hit_cone,
+    "torus": _hit_torus,
+}
 
 
 def _pattern_color(prim: Primitive, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -473,7 +505,6 @@ def _cast(scene: Scene, poses, origins: torch.Tensor, dirs: torch.Tensor, shade:
     best_t = torch.full((F * N * P,), _INF)
     color = torch.zeros(F * N * P, 3) if shade else None
     normal = torch.zeros(F * N * P, 3) if shade else None
-    flat_dirs = dirs.reshape(N * P, 3)
     for prim, (R, c, s) in zip(scene.primitives, poses):
         # 1. Cull against the primitive's bounding sphere (all rays, cheap).
         oc = origins[None] - c[:, None]  # (F, N, 3)
@@ -511,10 +542,14 @@ def _check_render_args(extrinsics, K, height, width, times, supersample):
     E = torch.as_tensor(extrinsics, dtype=torch.float32)
     E = E[None] if E.ndim == 2 else E
     if E.ndim != 3 or E.shape[1:] != (4, 4) or not bool(torch.isfinite(E).all()):
-        raise ValueError(f"extrinsics must be finite (N, 4, 4) world-to-camera matrices, got {tuple(E.shape)}")
+        raise ValueError(
+            f"extrinsics must be finite (N, 4, 4) world-to-camera matrices, got {tuple(E.shape)}"
+        )
     K = torch.as_tensor(K, dtype=torch.float32)
     if K.shape not in ((3, 3), (E.shape[0], 3, 3)) or not bool(torch.isfinite(K).all()):
-        raise ValueError(f"K must be finite (3, 3) or (N={E.shape[0]}, 3, 3) intrinsics, got {tuple(K.shape)}")
+        raise ValueError(
+            f"K must be finite (3, 3) or (N={E.shape[0]}, 3, 3) intrinsics, got {tuple(K.shape)}"
+        )
     K = K.expand(E.shape[0], 3, 3).clone()
     if bool((K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any()):
         raise ValueError("K must have positive focal lengths K[0, 0] and K[1, 1]")
@@ -596,8 +631,14 @@ def render_orbit(
 
 
 def write_sample_data(
-    folder, seed: int = SAMPLE_SEED, size: int = 256, num_frames: int = 21, azimuth_deg: float = 30.0,
-    elevation_deg: float = 10.0, fps: int = 10, supersample: int = 3,
+    folder,
+    seed: int = SAMPLE_SEED,
+    size: int = 256,
+    num_frames: int = 21,
+    azimuth_deg: float = 30.0,
+    elevation_deg: float = 10.0,
+    fps: int = 10,
+    supersample: int = 3,
 ) -> list[Path]:
     """Write the kit's sample inputs into `folder`: object.png (RGB on white, t = 0), object_rgba.png (RGBA),
     moving_object.gif and moving_object.mp4 (`num_frames` frames over t ∈ [0, 1]), all from one camera."""
@@ -606,7 +647,12 @@ def write_sample_data(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = render_orbit(
-        make_scene(seed), [azimuth_deg], elevation_deg, size=size, num_frames=num_frames, supersample=supersample
+        make_scene(seed),
+        [azimuth_deg],
+        elevation_deg,
+        size=size,
+        num_frames=num_frames,
+        supersample=supersample,
     )
     frames = (out.rgb[:, 0].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # (F, H, W, 3)
     rgba = (out.rgba()[0, 0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()  # (H, W, 4)

@@ -21,7 +21,9 @@ def _require(module: str, extra: str = "notebooks"):
         return importlib.import_module(module)
     except ImportError as err:
         package = module.split(".")[0]
-        raise ImportError(f"{package} is needed for this figure: pip install {package} (or sv4d-kit[{extra}])") from err
+        raise ImportError(
+            f"{package} is needed for this figure: pip install {package} (or sv4d-kit[{extra}])"
+        ) from err
 
 
 def frustum_corners(extrinsics: torch.Tensor, K: torch.Tensor, height: int, width: int, depth: float = 0.4):
@@ -33,7 +35,9 @@ def frustum_corners(extrinsics: torch.Tensor, K: torch.Tensor, height: int, widt
     E = torch.as_tensor(extrinsics, dtype=torch.float32)
     E = E[None] if E.ndim == 2 else E
     corners_px = torch.tensor([[0.0, 0.0], [width, 0.0], [width, height], [0.0, height]])
-    centres, dirs = cameras.pixel_rays(E, torch.as_tensor(K, dtype=torch.float32), corners_px)  # (N, 3), (N, 4, 3)
+    centres, dirs = cameras.pixel_rays(
+        E, torch.as_tensor(K, dtype=torch.float32), corners_px
+    )  # (N, 3), (N, 4, 3)
     z = (dirs * E[:, None, 2, :3]).sum(-1, keepdim=True)  # camera z of each unit direction
     return centres, centres[:, None] + dirs / z * depth
 
@@ -92,15 +96,23 @@ def camera_frustums_figure(
             ys += [*(np.cos(a) * np.sin(az)), None]
             zs += [*np.sin(a), None]
         fig.add_trace(
-            go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line={"color": "lightgray", "width": 1}, name="unit sphere")
+            go.Scatter3d(
+                x=xs, y=ys, z=zs, mode="lines", line={"color": "lightgray", "width": 1}, name="unit sphere"
+            )
         )
     if points is not None:
         pts = torch.as_tensor(points, dtype=torch.float32).reshape(-1, 3).numpy()
         marker = {"size": 2}
         if point_colors is not None:
-            rgb = (torch.as_tensor(point_colors, dtype=torch.float32).reshape(-1, 3).clamp(0, 1) * 255).int().tolist()
+            rgb = (
+                (torch.as_tensor(point_colors, dtype=torch.float32).reshape(-1, 3).clamp(0, 1) * 255)
+                .int()
+                .tolist()
+            )
             marker["color"] = [f"rgb({r},{g},{b})" for r, g, b in rgb]
-        fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", marker=marker, name="points"))
+        fig.add_trace(
+            go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", marker=marker, name="points")
+        )
     fig.update_layout(
         title=title,
         scene={"aspectmode": "data", "xaxis_title": "x", "yaxis_title": "y", "zaxis_title": "z (up)"},
@@ -129,9 +141,13 @@ def image_grid(
     col_labels = [f"t={t}" for t in range(T)] if col_labels is None else list(col_labels)
     row_labels = [f"view {v}" for v in range(V)] if row_labels is None else list(row_labels)
     if len(col_labels) != T or len(row_labels) != V:
-        raise ValueError(f"need {T} col_labels and {V} row_labels, got {len(col_labels)} and {len(row_labels)}")
+        raise ValueError(
+            f"need {T} col_labels and {V} row_labels, got {len(col_labels)} and {len(row_labels)}"
+        )
     aspect = x.shape[-1] / x.shape[-2]
-    fig = figure_module.Figure(figsize=(cell_inches * aspect * T + 0.6, cell_inches * V + (0.4 if title else 0.1)))
+    size = (cell_inches * aspect * T + 0.4, cell_inches * V + (0.5 if title else 0.25))
+    fig = figure_module.Figure(figsize=size, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.0, hspace=0.0)
     axes = fig.subplots(V, T, squeeze=False)
     for v in range(V):
         for t in range(T):
@@ -146,5 +162,4 @@ def image_grid(
                 ax.set_ylabel(row_labels[v], fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(wspace=0.03, hspace=0.03)
     return fig

@@ -34,7 +34,9 @@ def test_look_at_is_a_rigid_opencv_camera_with_z_up():
     R = E[:, :3, :3]
     torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(4, 3, 3), atol=1e-6, rtol=0)
     torch.testing.assert_close(torch.linalg.det(R), torch.ones(4), atol=1e-6, rtol=0)
-    torch.testing.assert_close(C.camera_centers(E).double(), C.orbit_eye([0, 45, 200, 0], [0, 30, -60, 90], 2.5))
+    torch.testing.assert_close(
+        C.camera_centers(E).double(), C.orbit_eye([0, 45, 200, 0], [0, 30, -60, 90], 2.5)
+    )
     K = C.intrinsics(40.0, 64, 96)
     uv, z = C.project_points(torch.zeros(4, 1, 3), E, K)  # the origin lands on the principal point
     torch.testing.assert_close(uv[:, 0], torch.tensor([48.0, 32.0]).expand(4, 2), atol=1e-4, rtol=0)
@@ -52,7 +54,9 @@ def test_intrinsics_and_pixel_centres():
     f = 24 / math.tan(math.radians(30))
     torch.testing.assert_close(K, torch.tensor([[f, 0, 32.0], [0, f, 24.0], [0, 0, 1.0]]))
     centres = C.pixel_centers(2, 3)
-    torch.testing.assert_close(centres, torch.tensor([[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5]]))
+    torch.testing.assert_close(
+        centres, torch.tensor([[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5]])
+    )
 
 
 def test_project_unproject_round_trip_and_inverse():
@@ -98,6 +102,9 @@ def test_sv4d_angles_meaning():
     polar, _ = C.sv4d_relative_angles([0.0, 30.0], [0.0, 90.0], T=1)  # a view 30° higher: polar 60°
     torch.testing.assert_close(polar, torch.tensor([math.radians(60)], dtype=torch.float64))
     assert float(C.sv4d_polar_deg(30.0)) == 60.0
+    # The script wraps into [0, 2π): a novel view far above a low input view gets 90° − 140° -> 310°.
+    polar, _ = C.sv4d_relative_angles([-60.0, 80.0], [0.0, 90.0], T=1)
+    torch.testing.assert_close(polar, torch.tensor([math.radians(310)], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("variant", ["sv4d2", "sv4d2_8views"])
@@ -106,12 +113,18 @@ def test_default_azimuths_match_hparams(reference_dir, variant):
     azimuths = C.default_azimuths(variant)
     assert len(azimuths) == hp["V_novel_views_per_chunk"] == {"sv4d2": 4, "sv4d2_8views": 8}[variant]
     assert azimuths == hp["default_relative_azimuth_deg_per_view"]
-    assert C.default_azimuths(variant, include_input_view=True) == [float(a) for a in hp["default_azimuths_deg"]]
+    assert C.default_azimuths(variant, include_input_view=True) == [
+        float(a) for a in hp["default_azimuths_deg"]
+    ]
     # Through the script's formula, the default views give the recorded default relative radians.
     elevations, absolute = C.default_views(variant, elevation_deg=hp["elevations_deg_default"])
     polar, azimuth = C.sv4d_relative_angles(elevations, absolute, T=1)
-    torch.testing.assert_close(polar, torch.tensor(hp["default_relative_polar_rad_per_view"], dtype=torch.float64))
-    torch.testing.assert_close(azimuth, torch.tensor(hp["default_relative_azimuth_rad_per_view"], dtype=torch.float64))
+    torch.testing.assert_close(
+        polar, torch.tensor(hp["default_relative_polar_rad_per_view"], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        azimuth, torch.tensor(hp["default_relative_azimuth_rad_per_view"], dtype=torch.float64)
+    )
 
 
 def test_default_views_rotate_with_the_input_view():
@@ -119,15 +132,21 @@ def test_default_views_rotate_with_the_input_view():
     torch.testing.assert_close(azimuths, torch.tensor([330.0, 30.0, 90.0, 150.0, 210.0], dtype=torch.float64))
     assert (elevations == 15.0).all()
     _, rel = C.sv4d_relative_angles(elevations, azimuths, T=1)
-    torch.testing.assert_close(rel, torch.deg2rad(torch.tensor([60.0, 120.0, 180.0, 240.0], dtype=torch.float64)))
+    torch.testing.assert_close(
+        rel, torch.deg2rad(torch.tensor([60.0, 120.0, 180.0, 240.0], dtype=torch.float64))
+    )
 
 
 # --- trajectories -----------------------------------------------------------------------------------------------
 
 
 def test_orbit_and_spiral_trajectories():
-    torch.testing.assert_close(C.orbit_azimuths(4), torch.tensor([0.0, 90.0, 180.0, 270.0], dtype=torch.float64))
-    torch.testing.assert_close(C.orbit_azimuths(3, start=300), torch.tensor([300.0, 60.0, 180.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        C.orbit_azimuths(4), torch.tensor([0.0, 90.0, 180.0, 270.0], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        C.orbit_azimuths(3, start=300), torch.tensor([300.0, 60.0, 180.0], dtype=torch.float64)
+    )
     azimuths, elevations = C.spiral_angles(8, elevation_range=(-10.0, 40.0), turns=2.0)
     assert azimuths.shape == elevations.shape == (8,)
     assert elevations[0] == -10.0 and elevations[-1] == 40.0 and (elevations.diff() > 0).all()
@@ -177,7 +196,6 @@ def test_fundamental_matrix_satisfies_the_epipolar_constraint():
     E, K = two_cameras(64)
     F = C.fundamental_matrix(K, E[0], K, E[1])
     uv_i, uv_j = random_correspondences(E, K)
-    x_i = torch.cat([uv_i, torch.ones(len(uv_i), 1)], -1)
     x_j = torch.cat([uv_j, torch.ones(len(uv_j), 1)], -1)
     lines = C.epipolar_lines(F, uv_i)
     assert (x_j * lines).sum(-1).abs().max() < 1e-2  # distance in pixels of x_j from x_i's line

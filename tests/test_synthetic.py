@@ -91,7 +91,9 @@ def test_object_is_visible_and_inside_the_frame_in_every_default_orbit_view(seed
     )
     coverage = out.alpha.mean(dim=(2, 3, 4))  # (F, N)
     assert (coverage > 0.03).all(), coverage
-    border = torch.cat([out.alpha[..., 0, :], out.alpha[..., -1, :], out.alpha[..., 0], out.alpha[..., -1]], -1)
+    border = torch.cat(
+        [out.alpha[..., 0, :], out.alpha[..., -1, :], out.alpha[..., 0], out.alpha[..., -1]], -1
+    )
     assert border.max() == 0  # the whole object stays in frame
 
 
@@ -101,7 +103,9 @@ def test_depth_is_positive_exactly_where_the_pixel_centre_ray_hits():
     assert torch.equal(out.depth > 0, out.alpha == 1)
     out = S.render_orbit(S.make_scene(2), [0.0, 200.0], 15.0, size=32, num_frames=2, supersample=2)
     assert (out.alpha[out.depth > 0] > 0).all() and (out.depth >= 0).all()
-    assert (out.depth[out.depth > 0] > S.DEFAULT_RADIUS - 1).all() and (out.depth < S.DEFAULT_RADIUS + 1).all()
+    assert (out.depth[out.depth > 0] > S.DEFAULT_RADIUS - 1).all() and (
+        out.depth < S.DEFAULT_RADIUS + 1
+    ).all()
 
 
 @pytest.mark.parametrize(
@@ -116,16 +120,49 @@ def test_depth_is_positive_exactly_where_the_pixel_centre_ray_hits():
 )
 def test_depth_of_each_primitive_matches_the_analytic_value(kind, size, expected):
     # Camera on +x at distance 2.5 looking at the origin; the centre pixel of an odd-sized image is the axis.
-    out = S.render(single(kind, size), C.orbit_extrinsics(0.0, 0.0, 2.5), C.intrinsics(40.0, 33), 33, 33, [0.0])
+    out = S.render(
+        single(kind, size), C.orbit_extrinsics(0.0, 0.0, 2.5), C.intrinsics(40.0, 33), 33, 33, [0.0]
+    )
     assert abs(float(out.depth[0, 0, 0, 16, 16]) - expected) < 2e-4
 
 
+def test_depth_map_of_a_sphere_matches_ray_casting_in_float64():
+    # An off-centre sphere seen from an oblique camera: depth is camera z (not ray length) at every pixel centre.
+    prim = S.Primitive("sphere", (0.4,), (0.2, -0.1, 0.15), IDENTITY, "sectors", COLORS)
+    scene = S.Scene(seed=0, dynamic=False, primitives=(prim,))
+    E, K = C.orbit_extrinsics(40.0, 25.0, 2.5), C.intrinsics(45.0, 40)
+    out = S.render(scene, E, K, 40, 40, [0.3], supersample=1)
+    origin = C.camera_centers(E).double()
+    R, t = E[:3, :3].double(), E[:3, 3].double()
+    pix = C.pixel_centers(40, 40).double()
+    d = (
+        torch.cat([pix, torch.ones(len(pix), 1, dtype=torch.float64)], -1)
+        @ torch.linalg.inv(K.double()).T
+        @ R
+    )
+    d = d / d.norm(dim=-1, keepdim=True)  # world directions
+    oc = origin - torch.tensor(prim.position, dtype=torch.float64)
+    b = d @ oc
+    disc = b * b - (oc @ oc - 0.4**2)
+    ray_t = -b - disc.clamp_min(0).sqrt()
+    z = ((origin + ray_t[:, None] * d) @ R.T + t)[:, 2]
+    expected = torch.where(disc > 0, z, torch.zeros_like(z)).reshape(40, 40).float()
+    hit, expected_hit = out.depth[0, 0, 0] > 0, expected > 0
+    assert (hit != expected_hit).sum() <= 2  # only grazing pixels may differ
+    both = hit & expected_hit
+    torch.testing.assert_close(out.depth[0, 0, 0][both], expected[both], atol=1e-4, rtol=0)
+
+
 def test_torus_hole_and_sphere_silhouette():
-    top = S.render(single("torus", (0.5, 0.15)), C.orbit_extrinsics(0.0, 90.0, 2.5), C.intrinsics(40.0, 33), 33, 33, [0])
+    top = S.render(
+        single("torus", (0.5, 0.15)), C.orbit_extrinsics(0.0, 90.0, 2.5), C.intrinsics(40.0, 33), 33, 33, [0]
+    )
     assert top.depth[0, 0, 0, 16, 16] == 0 and top.alpha[0, 0, 0, 16, 16] == 0  # looking down the hole
     assert top.alpha[0, 0, 0, 16, 16 + 9] == 1  # the ring itself (radius 0.5 -> 9 px)
     K = C.intrinsics(40.0, 64)
-    out = S.render(single("sphere", (0.5,)), C.orbit_extrinsics(30.0, 20.0, 2.5), K, 64, 64, [0.0], supersample=4)
+    out = S.render(
+        single("sphere", (0.5,)), C.orbit_extrinsics(30.0, 20.0, 2.5), K, 64, 64, [0.0], supersample=4
+    )
     radius_px = float(K[0, 0]) * math.tan(math.asin(0.5 / 2.5))
     assert abs(float(out.alpha.sum()) - math.pi * radius_px**2) < 0.02 * math.pi * radius_px**2
 
@@ -137,7 +174,9 @@ def test_patterns_show_rotation_and_the_back_side():
     front, back = (out.rgb[0, v][:, out.alpha[0, v, 0] > 0].mean(-1) for v in (0, 1))  # mean object colour
     assert (front - back).abs().max() > 0.1
     spin = S.Motion("spin", math.pi / 2)
-    ball = S.Scene(0, True, (S.Primitive("sphere", (0.6,), (0.0,) * 3, IDENTITY, "sectors", COLORS, 4, (spin,)),))
+    ball = S.Scene(
+        0, True, (S.Primitive("sphere", (0.6,), (0.0,) * 3, IDENTITY, "sectors", COLORS, 4, (spin,)),)
+    )
     out = S.render_orbit(ball, [0.0], 0.0, size=24, num_frames=2)
     assert (out.rgb[0] - out.rgb[1]).abs().mean() > 0.05
 
@@ -243,7 +282,12 @@ def test_write_sample_data(tmp_path):
     import imageio.v2 as imageio
 
     paths = S.write_sample_data(tmp_path, seed=3, size=32, num_frames=3, supersample=1)
-    assert [p.name for p in paths] == ["object.png", "object_rgba.png", "moving_object.gif", "moving_object.mp4"]
+    assert [p.name for p in paths] == [
+        "object.png",
+        "object_rgba.png",
+        "moving_object.gif",
+        "moving_object.mp4",
+    ]
     assert imageio.imread(paths[0]).shape == (32, 32, 3)
     rgba = imageio.imread(paths[1])
     assert rgba.shape == (32, 32, 4) and rgba[..., 3].min() == 0 and rgba[..., 3].max() == 255

@@ -216,7 +216,9 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
             x = images[key]
             eps = noise.get(key)
             if eps is None:
-                eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                # drawn where the generator lives (CPU by default), so CPU and CUDA runs see the same noise
+                gen_device = generator.device if generator is not None else x.device
+                eps = torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
             elif eps.shape != x.shape:
                 raise ValueError(f"noise[{key!r}] must have shape {tuple(x.shape)}, got {tuple(eps.shape)}")
             out[key] = x + self.config.encoder_noise_sigma * eps

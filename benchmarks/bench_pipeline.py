@@ -67,7 +67,9 @@ def main() -> None:
         pipe = SV4DPipeline.from_preset(args.variant, device=device, dtype=dtype)
     else:
         unet, cond, vae = build_tiny_models(args.variant, seed=0)
-        pipe = SV4DPipeline(unet, cond, vae, variant=args.variant, frames_per_chunk=4, num_views=4, image_size=64)
+        pipe = SV4DPipeline(
+            unet, cond, vae, variant=args.variant, frames_per_chunk=4, num_views=4, image_size=64
+        )
         pipe.to(device, dtype)
     seconds["build"] = time.perf_counter() - tic
     meter.wrap(pipe.conditioner, "forward", "encode")
@@ -87,7 +89,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tic = time.perf_counter()
         try:
-            write_outputs(Path(tmp) / "out", out.images, {"benchmark": True}, azimuths_deg=out.cameras["azimuths_deg"])
+            write_outputs(
+                Path(tmp) / "out", out.images, {"benchmark": True}, azimuths_deg=out.cameras["azimuths_deg"]
+            )
             seconds["write"] = time.perf_counter() - tic
         except Exception as e:  # a GPU box without ffmpeg: report it instead of losing the figures
             seconds["write"] = f"failed: {type(e).__name__}: {str(e)[:80]}"
@@ -101,7 +105,9 @@ def main() -> None:
         "seconds": {k: round(v, 3) if isinstance(v, float) else v for k, v in seconds.items()},
         "sample_seconds_per_step": round(out.timings["sample"] / steps / len(out.cameras["chunk_starts"]), 4),
         "peak_memory_GiB": {k: round(v, 2) for k, v in meter.peaks.items()},
-        "peak_memory_GiB_overall": round(peak_gib(device) if device.type == "cpu" else max(meter.peaks.values()), 2),
+        "peak_memory_GiB_overall": round(
+            peak_gib(device) if device.type == "cpu" else max(meter.peaks.values()), 2
+        ),
     }
     print(json.dumps(result))
 

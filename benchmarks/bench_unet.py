@@ -29,11 +29,22 @@ def unet_inputs(unet: SV4DUNet, T: int, V: int, latent: int, device, dtype, batc
     g = torch.Generator().manual_seed(0)
 
     def r(*shape):
-        return torch.randn(*shape, generator=g).to(device, dtype) if device != "meta" else torch.empty(*shape,
-                                                                                                     device="meta")
+        return (
+            torch.randn(*shape, generator=g).to(device, dtype)
+            if device != "meta"
+            else torch.empty(*shape, device="meta")
+        )
 
-    return (r(n, cfg.in_channels, latent, latent), r(n).float() * 0 + 0.5, r(batch, T, cfg.context_dim),
-            r(n, cfg.adm_in_channels), r(batch * V, cfg.motion_context_dim, latent, latent), None, None, T * V)
+    return (
+        r(n, cfg.in_channels, latent, latent),
+        r(n).float() * 0 + 0.5,
+        r(batch, T, cfg.context_dim),
+        r(n, cfg.adm_in_channels),
+        r(batch * V, cfg.motion_context_dim, latent, latent),
+        None,
+        None,
+        T * V,
+    )
 
 
 def count_flops(build, T: int, V: int, latent: int) -> int:

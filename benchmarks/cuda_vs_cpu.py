@@ -25,7 +25,10 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     ref = job("cpu", torch.float32)
-    result = {"job": "tiny sv4d2, 6 frames x 4 views at 64 px, 10 steps, seed 0", "max_abs_diff_vs_cpu_fp32": {}}
+    result = {
+        "job": "tiny sv4d2, 6 frames x 4 views at 64 px, 10 steps, seed 0",
+        "max_abs_diff_vs_cpu_fp32": {},
+    }
     for name in ("float32", "bfloat16", "float16"):
         out = job("cuda", getattr(torch, name))
         result["max_abs_diff_vs_cpu_fp32"][f"cuda_{name}"] = float((out - ref).abs().max())

@@ -297,7 +297,9 @@ class SV4DPipeline(DiffusionPipeline):
             # 6. Prepare latents: x = noise * sqrt(1 + sigma_0^2)
             tic = time.perf_counter()
             h, w = c["concat"].shape[-2:]
-            noise = torch.randn((T * V, 4, h, w), generator=generator, device=generator.device)  # (T*V, 4, h, w)
+            noise = torch.randn(
+                (T * V, 4, h, w), generator=generator, device=generator.device
+            )  # (T*V, 4, h, w)
             noise = noise.to(device, dtype)
             latents = sampling.initial_latent(noise, sigmas)
 

@@ -123,7 +123,9 @@ def test_variant_must_match_the_file(tiny_release):
 
 def test_hub_id_offline_says_what_to_download(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ValueError, match=r"huggingface-cli download stabilityai/sv4d2\.0 sv4d2_8views\.safetensors"):
+    with pytest.raises(
+        ValueError, match=r"huggingface-cli download stabilityai/sv4d2\.0 sv4d2_8views\.safetensors"
+    ):
         checkpoint.load_checkpoint("stabilityai/sv4d2.0", variant="sv4d2_8views", download=True)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(ValueError, match="only when asked"):

@@ -50,7 +50,9 @@ def test_generate_writes_every_output(tiny_model, tmp_path):
     assert meta["seed"] == 3 and meta["parameters"]["steps"] == 1
     assert meta["input"]["preprocess"]["num_frames"] == 4
     assert len(meta["cameras"]["azimuths_deg"]) == 3
-    assert {"read", "load", "preprocess", "encode", "sample", "decode"} <= set(meta["timings_s"])  # write: printed
+    assert {"read", "load", "preprocess", "encode", "sample", "decode"} <= set(
+        meta["timings_s"]
+    )  # write: printed
     assert meta["kit_version"]
 
 
@@ -218,18 +220,28 @@ def test_output_is_a_file_or_unwritable(tiny_model, tmp_path, capsys):
 def test_invalid_checkpoint(tmp_path, capsys, content):
     bad = tmp_path / "sv4d2.safetensors"
     bad.write_bytes(content)
-    assert main(["generate", str(DATA / "object.png"), "--output", str(tmp_path / "o"), "--model", str(bad)]) == 2
+    assert (
+        main(["generate", str(DATA / "object.png"), "--output", str(tmp_path / "o"), "--model", str(bad)])
+        == 2
+    )
     assert_one_error_line(capsys, "safetensors")
     assert not (tmp_path / "o").exists()
 
 
 def test_model_folder_without_index(tmp_path, capsys):
-    assert main(["generate", str(DATA / "object.png"), "--output", str(tmp_path / "o"), "--model", str(tmp_path)]) == 2
+    assert (
+        main(
+            ["generate", str(DATA / "object.png"), "--output", str(tmp_path / "o"), "--model", str(tmp_path)]
+        )
+        == 2
+    )
     assert_one_error_line(capsys, "model_index.json")
 
 
 def test_scene_command(tmp_path):
-    assert main(["scene", "--output", str(tmp_path / "s"), "--frames", "3", "--views", "2", "--size", "32"]) == 0
+    assert (
+        main(["scene", "--output", str(tmp_path / "s"), "--frames", "3", "--views", "2", "--size", "32"]) == 0
+    )
     meta = json.loads((tmp_path / "s" / "metadata.json").read_text())
     assert meta["command"] == "scene" and len(meta["cameras"]["azimuths_deg"]) == 2
 

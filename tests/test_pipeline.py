@@ -12,7 +12,9 @@ SIZE = 64
 @pytest.fixture(scope="module", params=["sv4d2", "sv4d2_8views"])
 def pipe(request):
     unet, cond, vae = build_tiny_models(request.param, seed=3)
-    return SV4DPipeline(unet, cond, vae, variant=request.param, frames_per_chunk=3, num_views=2, image_size=SIZE)
+    return SV4DPipeline(
+        unet, cond, vae, variant=request.param, frames_per_chunk=3, num_views=2, image_size=SIZE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,11 @@ def test_output_matrix(pipe, frames):
     assert out.images.min() >= 0 and out.images.max() <= 1
     torch.testing.assert_close(out.images[:, 0], frames, atol=1e-6, rtol=0)  # view 0 is the input
     assert set(out.timings) == {"encode", "sample", "decode"}
-    assert len(out.cameras["azimuths_deg"]) == 3 and out.cameras["chunk_starts"] == chunk_starts(4, 3, 0) or [0, 1]
+    assert (
+        len(out.cameras["azimuths_deg"]) == 3
+        and out.cameras["chunk_starts"] == chunk_starts(4, 3, 0)
+        or [0, 1]
+    )
 
 
 def test_same_seed_same_result_and_generator(pipe, frames):
@@ -85,7 +91,9 @@ def test_callback_sees_every_step(pipe, frames):
     seen = []
 
     def watch(p, step, sigma, tensors):
-        seen.append((tensors["chunk"], step, sigma, tuple(tensors["latents"].shape), tuple(tensors["denoised"].shape)))
+        seen.append(
+            (tensors["chunk"], step, sigma, tuple(tensors["latents"].shape), tuple(tensors["denoised"].shape))
+        )
 
     run(pipe, frames, num_inference_steps=3, callback_on_step_end=watch)
     assert [s[:2] for s in seen] == [(c, i) for c in range(2) for i in range(3)]

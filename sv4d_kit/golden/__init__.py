@@ -47,7 +47,9 @@ def compare(name: str, actual: torch.Tensor, expected: torch.Tensor, tolerance: 
     actual = torch.as_tensor(actual).detach().float().cpu()
     expected = torch.as_tensor(expected).float()
     if actual.shape != expected.shape:
-        return CaseResult(name, False, float("inf"), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}")
+        return CaseResult(
+            name, False, float("inf"), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+        )
     err = (actual - expected).abs()
     ok = bool((err <= atol + rtol * expected.abs()).all()) and bool(torch.isfinite(actual).all())
     return CaseResult(name, ok, float(err.max()) if err.numel() else 0.0, f"(rtol={rtol:g}, atol={atol:g})")

@@ -21,8 +21,10 @@ def main(argv=None) -> int:
     if args.only:
         sets = [s for s in sets if args.only in s.name]
     if not sets:
-        print(f"error: no golden sets (golden_*.json with .safetensors, *_checkpoint_layout.json) in {args.folder}",
-              file=sys.stderr)
+        print(
+            f"error: no golden sets (golden_*.json with .safetensors, *_checkpoint_layout.json) in {args.folder}",
+            file=sys.stderr,
+        )
         return 2
     n_pass = n_fail = 0
     for gset in sets:

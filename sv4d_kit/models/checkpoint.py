@@ -65,7 +65,9 @@ def build_models(name: str | dict, device: str | torch.device = "cpu", dtype: to
     configs = preset_configs(name) if isinstance(name, str) else name
     with torch.device(device):
         unet = SV4DUNet.from_reference_config(configs["unet"])
-        cond = SV4DConditioner.from_reference_configs(configs.get("clip"), configs["vae"], configs["conditioner"])
+        cond = SV4DConditioner.from_reference_configs(
+            configs.get("clip"), configs["vae"], configs["conditioner"]
+        )
         vae = autoencoder.build_first_stage(configs["vae"])
     if dtype is not None and str(device) != "meta":
         unet, cond, vae = unet.to(dtype), cond.to(dtype), vae.to(dtype)

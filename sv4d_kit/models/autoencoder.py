@@ -144,16 +144,20 @@ def encode_mode(vae: nn.Module, x: torch.Tensor, chunk_size: int | None = None) 
     return torch.cat(means)
 
 
-def decode_latents(vae: AutoencoderKL, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-    """Sampler latents -> images in [0, 1]: clamp((decoder(z / SCALE_FACTOR) + 1) / 2, 0, 1).
+def decode_latents(vae: nn.Module, z: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Sampler latents -> images in [0, 1]: clamp((decoder(z / scaling_factor + shift_factor) + 1) / 2, 0, 1).
 
-    The division is a multiplication by 1 / SCALE_FACTOR, as in the reference. `chunk_size` frames are decoded
-    at a time (every frame is decoded independently, so the result does not depend on it).
-    (N, 4, h, w) -> (N, 3, 8h, 8w)
+    `scaling_factor` (0.18215 for SV4D 2.0, `SCALE_FACTOR`) and the optional `shift_factor` come from the VAE's
+    config, so the tiny model's latent space goes through the same code. The division is a multiplication by
+    1 / scaling_factor, as in the reference. `chunk_size` frames are decoded at a time (every frame is decoded
+    independently, so the result does not depend on it). (N, C, h, w) -> (N, 3, H, W)
     """
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be None or >= 1, got {chunk_size}")
-    z = z * (1.0 / SCALE_FACTOR)
+    z = z * (1.0 / vae.config.scaling_factor)
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        z = z + shift
     step = chunk_size or max(len(z), 1)
     frames = [vae.decode(z[i : i + step]).sample for i in range(0, len(z), step)]
     return ((torch.cat(frames) + 1.0) / 2.0).clamp(0.0, 1.0)

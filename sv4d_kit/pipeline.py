@@ -164,6 +164,12 @@ class SV4DPipeline(DiffusionPipeline):
                 torch.cuda.empty_cache()
 
     @property
+    def vae_scale_factor(self) -> int:
+        """Image pixels per latent pixel: 8 for the SD VAE of SV4D 2.0 (`downsample_factor` for other latents)."""
+        factor = getattr(self.vae.config, "downsample_factor", None)
+        return int(factor or 2 ** (len(self.vae.config.block_out_channels) - 1))
+
+    @property
     def execution_device(self) -> torch.device:
         return self._offload_device or self.unet.device
 
@@ -201,7 +207,7 @@ class SV4DPipeline(DiffusionPipeline):
         for name, value in (("min_guidance", min_guidance), ("max_guidance", max_guidance)):
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        spatial = 8 * 2 ** (len(self.unet.config.channel_mult) - 1)
+        spatial = self.vae_scale_factor * 2 ** (len(self.unet.config.channel_mult) - 1)
         if frames.shape[-1] != frames.shape[-2] or frames.shape[-1] % spatial:
             raise ValueError(f"frames must be square with a side divisible by {spatial}, "
                              f"got {frames.shape[-2]}x{frames.shape[-1]}")  # fmt: skip
@@ -297,9 +303,8 @@ class SV4DPipeline(DiffusionPipeline):
             # 6. Prepare latents: x = noise * sqrt(1 + sigma_0^2)
             tic = time.perf_counter()
             h, w = c["concat"].shape[-2:]
-            noise = torch.randn(
-                (T * V, 4, h, w), generator=generator, device=generator.device
-            )  # (T*V, 4, h, w)
+            shape = (T * V, self.unet.config.out_channels, h, w)  # (T*V, 4, h, w) for SV4D 2.0
+            noise = torch.randn(shape, generator=generator, device=generator.device)
             noise = noise.to(device, dtype)
             latents = sampling.initial_latent(noise, sigmas)
 

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--download", action="store_true", help="allow downloading a hub model")
     p.add_argument(
-        "--steps", type=_positive_int, default=None, help="sampling steps (default 50; tiny model: its own)"
+        "--steps", type=_positive_int, default=None, help="sampling steps (default: the model's, 50 for SV4D 2.0)"
     )
     p.add_argument("--cfg", type=float, default=None, help="maximum guidance scale (default: the variant's)")
     p.add_argument(
@@ -190,7 +190,7 @@ def cmd_generate(args) -> None:
 
     # 5. Generate
     out = pipe(
-        images, elevations_deg=args.elevation, azimuths_deg=args.azimuths, num_inference_steps=args.steps or 50,
+        images, elevations_deg=args.elevation, azimuths_deg=args.azimuths, num_inference_steps=args.steps,
         min_guidance=args.min_cfg, max_guidance=args.cfg, seed=args.seed, encode_chunk_size=args.encode_chunk,
         decode_chunk_size=args.decode_chunk, progress=not args.no_progress,
     )  # fmt: skip

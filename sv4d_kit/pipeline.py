@@ -32,6 +32,9 @@ VARIANTS = {
         azimuths_deg=(0, 30, 75, 120, 165, 210, 255, 300, 330),
     ),
 }  # fmt: skip
+# The reference script's sampler settings (sv4d2_hparams.json: variants.*.script.options).
+REFERENCE_SAMPLING = dict(num_inference_steps=50, sigma_min=0.002, sigma_max=700.0, rho=7.0)
+SAMPLING_KEYS = ("num_inference_steps", "guider", "min_guidance", "max_guidance", "sigma_min", "sigma_max", "rho")
 GUIDERS = ("linear", "spatiotemporal", "triangle", "constant", "none")
 
 
@@ -83,7 +86,7 @@ class SV4DPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "conditioner->unet->vae"
 
     def __init__(self, unet, conditioner, vae, variant: str = "sv4d2", frames_per_chunk: int | None = None,
-                 num_views: int | None = None, image_size: int = 576):  # fmt: skip
+                 num_views: int | None = None, image_size: int = 576, sampling: dict | None = None):  # fmt: skip
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -94,6 +97,7 @@ class SV4DPipeline(DiffusionPipeline):
             frames_per_chunk=int(frames_per_chunk or defaults["frames_per_chunk"]),
             num_views=int(num_views or defaults["num_views"]),
             image_size=int(image_size),  # the resolution the model was trained at (preprocessing default)
+            sampling=dict(sampling or {}),  # defaults of __call__ for this model (`SAMPLING_KEYS`), e.g. its steps
         )
         self._offload_device = None
 
@@ -220,13 +224,13 @@ class SV4DPipeline(DiffusionPipeline):
         frames: torch.Tensor,
         elevations_deg: float | Sequence[float] = 0.0,
         azimuths_deg: Sequence[float] | None = None,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guider: str | None = None,
         min_guidance: float | None = None,
         max_guidance: float | None = None,
-        sigma_min: float = 0.002,
-        sigma_max: float = 700.0,
-        rho: float = 7.0,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        rho: float | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         encode_chunk_size: int | None = 8,
@@ -246,9 +250,15 @@ class SV4DPipeline(DiffusionPipeline):
         """
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         defaults = VARIANTS[self.config.variant]
-        guider = guider or defaults["guider"]
-        min_guidance = defaults["min_guidance"] if min_guidance is None else float(min_guidance)
-        max_guidance = defaults["max_guidance"] if max_guidance is None else float(max_guidance)
+        # Defaults: the reference's for the variant, then the model's own (`config.sampling`), then the arguments.
+        given = dict(num_inference_steps=num_inference_steps, guider=guider, min_guidance=min_guidance,
+                     max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)  # fmt: skip
+        opts = {**REFERENCE_SAMPLING, **{k: defaults[k] for k in ("guider", "min_guidance", "max_guidance")}}
+        opts.update(self.config.sampling or {})
+        opts.update({k: v for k, v in given.items() if v is not None})
+        num_inference_steps, guider = opts["num_inference_steps"], opts["guider"]
+        min_guidance, max_guidance = float(opts["min_guidance"]), float(opts["max_guidance"])
+        sigma_min, sigma_max, rho = float(opts["sigma_min"]), float(opts["sigma_max"]), float(opts["rho"])
 
         # 1. Check inputs
         frames = torch.as_tensor(frames, dtype=torch.float32)

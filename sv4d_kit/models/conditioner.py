@@ -29,11 +29,14 @@ from sv4d_kit.models.autoencoder import (
 )
 from sv4d_kit.models.clip import VIT_H_14, CLIPImageEncoder, clip_preprocess
 from sv4d_kit.models.embeddings import timestep_embedding
+from sv4d_kit.models.latent import SpaceToDepthAutoencoder
 
 # Reference embedder index -> kit module holding its VAE encoder.
 VAE_EMBEDDERS = {1: "cond_frames_encoder", 4: "cond_view_encoder", 5: "cond_motion_encoder"}
 # The order the reference runs (and draws noise for) the VAE embedders; the keys of `noise`, `encoder_inputs`.
 VAE_INPUTS = ("cond_frames", "cond_view", "cond_motion")
+# The latent spaces the VAE embedders can encode into (`latent_type`).
+LATENT_TYPES = ("vae", "space_to_depth")
 
 
 def checkpoint_name_to_kit(name: str) -> str | None:
@@ -68,7 +71,8 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
 
     Config: `clip_config` (`CLIPImageEncoder` kwargs), `vae_config` (the sgm `ddconfig` of the VAE encoders),
     `sigma_embed_dim` / `angle_embed_dim` (256 / 512 in SV4D 2.0), `encoder_noise_sigma` (1e-5).
-    None means SV4D 2.0's full size (ViT-H/14, the SD VAE).
+    None means SV4D 2.0's full size (ViT-H/14, the SD VAE). `latent_type` "vae" (SV4D 2.0) or "space_to_depth"
+    (the tiny model: parameter-free `SpaceToDepthAutoencoder` encoders with `downsample_factor`, no vae_config).
     """
 
     @register_to_config
@@ -79,19 +83,28 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         sigma_embed_dim: int = 256,
         angle_embed_dim: int = 512,
         encoder_noise_sigma: float = 1e-5,
+        latent_type: str = "vae",
+        downsample_factor: int = 4,
     ):
         super().__init__()
+        if latent_type not in LATENT_TYPES:
+            raise ValueError(f"latent_type must be one of {LATENT_TYPES}, got {latent_type!r}")
         clip_config = dict(clip_config or CLIPImageEncoder.config_from_open_clip(VIT_H_14))
-        vae_config = dict(vae_config or SV4D2_DDCONFIG)
+        vae_config = dict(vae_config or SV4D2_DDCONFIG) if latent_type == "vae" else {}
         self.register_to_config(clip_config=clip_config, vae_config=vae_config)
         if sigma_embed_dim < 2 or angle_embed_dim < 2:
             raise ValueError(
                 f"sigma_embed_dim and angle_embed_dim must be >= 2, got {sigma_embed_dim}, {angle_embed_dim}"
             )
         self.clip = CLIPImageEncoder(**clip_config)
-        self.cond_frames_encoder = VAEEncoder(vae_config)
-        self.cond_view_encoder = VAEEncoder(vae_config)
-        self.cond_motion_encoder = VAEEncoder(vae_config)
+        if latent_type == "vae":
+            self.cond_frames_encoder = VAEEncoder(vae_config)
+            self.cond_view_encoder = VAEEncoder(vae_config)
+            self.cond_motion_encoder = VAEEncoder(vae_config)
+        else:  # the tiny model's parameter-free latent space: unscaled space-to-depth latents
+            self.cond_frames_encoder = SpaceToDepthAutoencoder(downsample_factor)
+            self.cond_view_encoder = SpaceToDepthAutoencoder(downsample_factor)
+            self.cond_motion_encoder = SpaceToDepthAutoencoder(downsample_factor)
 
     @classmethod
     def from_reference_configs(

@@ -35,7 +35,7 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
     """The tiny model's "VAE": exact pixel unshuffle / shuffle, no parameters.
 
     Config: `downsample_factor` f, `in_channels` (3), `scaling_factor` and `shift_factor` (sampler latents are
-    `scaling_factor * (unshuffled pixels - shift_factor)`). `latent_channels` = in_channels * f².
+    `scaling_factor * (unshuffled pixels - shift_factor)`). Latents have in_channels * f² channels.
     """
 
     @register_to_config
@@ -55,7 +55,6 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}")
         self.encoder = SpaceToDepthEncoder(downsample_factor)
         self.quant_conv = None
-        self.register_to_config(latent_channels=in_channels * downsample_factor**2)
 
     def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [-1, 1] -> sampler latents (B, C*f², H/f, W/f), scaled and shifted."""

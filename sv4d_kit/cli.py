@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="an image, GIF, MP4, a folder of frames or a glob pattern")
     p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument(
-        "--model", required=True, help="a kit model folder, a released .safetensors file or a hub id"
+        "--model",
+        default="tiny",
+        help="tiny (the bundled tiny SV4D, default), a kit model folder, a released .safetensors file or "
+        "a hub id",
     )
     p.add_argument(
         "--variant",
@@ -66,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--download", action="store_true", help="allow downloading a hub model")
     p.add_argument(
-        "--steps", type=_positive_int, default=None, help="sampling steps (default: the model's, 50 for SV4D 2.0)"
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="sampling steps (default: the model's, 50 for SV4D 2.0)",
     )
     p.add_argument("--cfg", type=float, default=None, help="maximum guidance scale (default: the variant's)")
     p.add_argument(
@@ -104,6 +110,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demo", help="the bundled sample through the bundled tiny SV4D, on the CPU")
+    p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument(
+        "--frames", type=_positive_int, default=DEMO_FRAMES, help=f"frames (default {DEMO_FRAMES})"
+    )
+    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=23, help="random seed (default 23)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "evaluate", help="metrics on held-out synthetic scenes: the model, a baseline, ablations"
+    )
+    p.add_argument("--scenes", type=_positive_int, default=50, help="held-out scenes (default 50)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="evaluation seed: picks the held-out scenes (default 0)"
+    )
+    p.add_argument("--json", required=True, help="where to write {method: {metric: value}}")
+    p.add_argument("--model", default="tiny", help="tiny (default) or a kit model folder")
+    p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--figure", default=None, help="also write a PNG: input | ground truth | generated")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -132,14 +165,103 @@ def cmd_scene(args) -> None:
 
 
 MODEL_KEYS = ("variant", "frames_per_chunk", "num_views", "image_size")
+DEMO_FRAMES = (
+    8  # the demo's default clip length, chosen with the tiny model's steps to stay within ~30 s on 2 cores
+)
+SAMPLE = "sample_moving_object.gif"  # the bundled demo input (sv4d_kit/assets/), made by sv4d_kit.synthetic
 
 
-def cmd_generate(args) -> None:
+def load_model(name: str, variant=None, download: bool = False, dtype=None):
+    """`tiny` (the bundled tiny SV4D) or anything `SV4DPipeline.from_pretrained` takes."""
+    from sv4d_kit.pipeline import SV4DPipeline
+
+    if name == "tiny":
+        from sv4d_kit.training import load_tiny_pipeline
+
+        return load_tiny_pipeline(torch_dtype=dtype)
+    return SV4DPipeline.from_pretrained(name, variant=variant, download=download, torch_dtype=dtype)
+
+
+def cmd_demo(args) -> None:
+    from importlib import resources
+
+    with resources.as_file(resources.files("sv4d_kit") / "assets" / SAMPLE) as sample:
+        ns = argparse.Namespace(
+            input=str(sample),
+            output=args.output,
+            model="tiny",
+            variant=None,
+            download=False,
+            steps=args.steps,
+            cfg=None,
+            min_cfg=None,
+            elevation=10.0,
+            azimuths=None,
+            frames=args.frames,
+            seed=args.seed,
+            device="cpu",
+            dtype="float32",
+            offload=False,
+            encode_chunk=8,
+            decode_chunk=4,
+            size=None,
+            remove_bg=False,
+            no_progress=args.no_progress,
+            overwrite=args.overwrite,
+        )
+        cmd_generate(ns, command="demo")
+
+
+def cmd_evaluate(args) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    from sv4d_kit import evaluation
+
+    out = Path(args.json)
+    targets = [out] + ([Path(args.figure)] if args.figure else [])
+    for path in targets:
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder; give a file path")
+        if path.exists() and not args.overwrite:
+            raise ValueError(f"{str(path)!r} already exists; pass --overwrite to replace it")
+        parent = path.absolute().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ValueError(f"cannot write {str(path)!r}: its folder does not exist or is not writable")
+    pipe = load_model(args.model)
+    tic = time.perf_counter()
+    summary, examples = evaluation.evaluate(
+        pipe,
+        num_scenes=args.scenes,
+        seed=args.seed,
+        frames=args.frames,
+        steps=args.steps,
+        progress=not args.no_progress,
+        keep_examples=3 if args.figure else 0,
+    )
+    seconds = time.perf_counter() - tic
+    tmp = out.with_name(f".{out.name}.partial")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.figure:
+        import imageio.v2 as imageio
+
+        fig = Path(args.figure)
+        fig_tmp = fig.with_name(f".{fig.stem}.partial{fig.suffix}")
+        imageio.imwrite(fig_tmp, evaluation.comparison_image(examples))
+        fig_tmp.replace(fig)
+    tmp.replace(out)
+    keys = ("psnr_db", "ssim", "silhouette_iou", "multiview_consistency_error")
+    for method, values in summary.items():
+        print(f"{method:30s} " + "  ".join(f"{k} {values[k]:.4f}" for k in keys))
+    print(f"wrote {out} ({args.scenes} held-out scenes, seed {args.seed}, {seconds:.1f} s)")
+
+
+def cmd_generate(args, command: str = "generate") -> None:
     import torch
 
     from sv4d_kit import __version__, preprocess
     from sv4d_kit.media import prepare_output_dir, write_outputs
-    from sv4d_kit.pipeline import SV4DPipeline
 
     # 1. Check arguments and the output folder before any work
     for name in ("cfg", "min_cfg"):
@@ -163,13 +285,13 @@ def cmd_generate(args) -> None:
     # 3. Load the model
     tic = time.perf_counter()
     dtype = getattr(torch, args.dtype)
-    pipe = SV4DPipeline.from_pretrained(
-        args.model, variant=args.variant, download=args.download, torch_dtype=dtype
-    )
+    pipe = load_model(args.model, variant=args.variant, download=args.download, dtype=dtype)
     V = pipe.config.num_views
     if args.azimuths is not None and len(args.azimuths) != V + 1:
-        raise ValueError(f"--azimuths needs {V + 1} values for this model (input view + {V} novel views), "
-                         f"got {len(args.azimuths)}")  # fmt: skip
+        raise ValueError(
+            f"--azimuths needs {V + 1} values for this model (input view + {V} novel views), "
+            f"got {len(args.azimuths)}"
+        )
     if args.offload:
         pipe.enable_model_cpu_offload(device=args.device)
     else:
@@ -181,42 +303,56 @@ def cmd_generate(args) -> None:
     n_frames = args.frames or min(len(frames), 21)
     policy = "sample" if len(frames) >= n_frames else "loop"
     try:
-        images, prep_info = preprocess.preprocess(frames, size=args.size or pipe.config.image_size,
-                                                  remove_bg=args.remove_bg, num_frames=n_frames,
-                                                  frame_policy=policy)  # fmt: skip
+        images, prep_info = preprocess.preprocess(
+            frames,
+            size=args.size or pipe.config.image_size,
+            remove_bg=args.remove_bg,
+            num_frames=n_frames,
+            frame_policy=policy,
+        )
     except RuntimeError as e:  # rembg missing or its model not on disk
         raise ValueError(str(e)) from None
     timings["preprocess"] = time.perf_counter() - tic
 
     # 5. Generate
     out = pipe(
-        images, elevations_deg=args.elevation, azimuths_deg=args.azimuths, num_inference_steps=args.steps,
-        min_guidance=args.min_cfg, max_guidance=args.cfg, seed=args.seed, encode_chunk_size=args.encode_chunk,
-        decode_chunk_size=args.decode_chunk, progress=not args.no_progress,
-    )  # fmt: skip
+        images,
+        elevations_deg=args.elevation,
+        azimuths_deg=args.azimuths,
+        num_inference_steps=args.steps,
+        min_guidance=args.min_cfg,
+        max_guidance=args.cfg,
+        seed=args.seed,
+        encode_chunk_size=args.encode_chunk,
+        decode_chunk_size=args.decode_chunk,
+        progress=not args.no_progress,
+    )
     timings.update(out.timings)
 
     # 6. Write
     tic = time.perf_counter()
     meta = {
         "kit_version": __version__,
-        "command": "generate",
+        "command": command,
         "input": {
             "path": str(args.input),
             "read": read_info,
             "preprocess": {k: v for k, v in prep_info.items() if k != "read"},
-        },  # fmt: skip
+        },
         "model": {"source": str(args.model), **{k: pipe.config[k] for k in MODEL_KEYS}},
         "parameters": {k: v for k, v in vars(args).items() if k not in ("func", "input", "model")},
         "seed": args.seed,
         "cameras": out.cameras,
         "timings_s": timings,
     }
-    folder = write_outputs(args.output, out.images, meta, azimuths_deg=out.cameras["azimuths_deg"],
-                           overwrite=args.overwrite)  # fmt: skip
+    folder = write_outputs(
+        args.output, out.images, meta, azimuths_deg=out.cameras["azimuths_deg"], overwrite=args.overwrite
+    )
     timings["write"] = time.perf_counter() - tic
-    print(f"wrote {folder}: {out.images.shape[0]} frames x {out.images.shape[1]} views "
-          f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.items())})")  # fmt: skip
+    print(
+        f"wrote {folder}: {out.images.shape[0]} frames x {out.images.shape[1]} views "
+        f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.items())})"
+    )
 
 
 def _quiet_libraries() -> None:

@@ -82,9 +82,14 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
         imageio.mimwrite(path, list(frames), duration=1000.0 / fps, loop=0)
     else:
         writer = imageio.get_writer(
-            path, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2,
-            ffmpeg_params=["-threads", "1", "-bitexact"], quality=8,
-        )  # fmt: skip
+            path,
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=2,
+            ffmpeg_params=["-threads", "1", "-bitexact"],
+            quality=8,
+        )
         with writer:
             for f in frames:
                 writer.append_data(f)

@@ -24,17 +24,45 @@ from sv4d_kit.models.autoencoder import decode_latents
 # What each released variant does at sampling time (sv4d2_hparams.json: variants.*.script).
 VARIANTS = {
     "sv4d2": dict(
-        frames_per_chunk=12, num_views=4, chunk_overlap=0, guider="linear", min_guidance=1.0, max_guidance=2.0,
+        frames_per_chunk=12,
+        num_views=4,
+        chunk_overlap=0,
+        guider="linear",
+        min_guidance=1.0,
+        max_guidance=2.0,
         azimuths_deg=(0, 60, 120, 180, 240),
     ),
     "sv4d2_8views": dict(
-        frames_per_chunk=5, num_views=8, chunk_overlap=1, guider="spatiotemporal", min_guidance=1.5, max_guidance=2.5,
+        frames_per_chunk=5,
+        num_views=8,
+        chunk_overlap=1,
+        guider="spatiotemporal",
+        min_guidance=1.5,
+        max_guidance=2.5,
         azimuths_deg=(0, 30, 75, 120, 165, 210, 255, 300, 330),
     ),
-}  # fmt: skip
+    # the kit's bundled tiny SV4D (`sv4d_kit.training`): 4 frames x 4 novel views evenly around the orbit
+    "tiny": dict(
+        frames_per_chunk=4,
+        num_views=4,
+        chunk_overlap=1,
+        guider="constant",
+        min_guidance=1.0,
+        max_guidance=2.0,
+        azimuths_deg=(0, 72, 144, 216, 288),
+    ),
+}
 # The reference script's sampler settings (sv4d2_hparams.json: variants.*.script.options).
 REFERENCE_SAMPLING = dict(num_inference_steps=50, sigma_min=0.002, sigma_max=700.0, rho=7.0)
-SAMPLING_KEYS = ("num_inference_steps", "guider", "min_guidance", "max_guidance", "sigma_min", "sigma_max", "rho")
+SAMPLING_KEYS = (
+    "num_inference_steps",
+    "guider",
+    "min_guidance",
+    "max_guidance",
+    "sigma_min",
+    "sigma_max",
+    "rho",
+)
 GUIDERS = ("linear", "spatiotemporal", "triangle", "constant", "none")
 
 
@@ -85,8 +113,17 @@ class SV4DPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "conditioner->unet->vae"
 
-    def __init__(self, unet, conditioner, vae, variant: str = "sv4d2", frames_per_chunk: int | None = None,
-                 num_views: int | None = None, image_size: int = 576, sampling: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        unet,
+        conditioner,
+        vae,
+        variant: str = "sv4d2",
+        frames_per_chunk: int | None = None,
+        num_views: int | None = None,
+        image_size: int = 576,
+        sampling: dict | None = None,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -97,13 +134,21 @@ class SV4DPipeline(DiffusionPipeline):
             frames_per_chunk=int(frames_per_chunk or defaults["frames_per_chunk"]),
             num_views=int(num_views or defaults["num_views"]),
             image_size=int(image_size),  # the resolution the model was trained at (preprocessing default)
-            sampling=dict(sampling or {}),  # defaults of __call__ for this model (`SAMPLING_KEYS`), e.g. its steps
+            sampling=dict(
+                sampling or {}
+            ),  # defaults of __call__ for this model (`SAMPLING_KEYS`), e.g. its steps
         )
         self._offload_device = None
 
     @classmethod
-    def from_pretrained(cls, pretrained: str | os.PathLike, variant: str | None = None, download: bool = False,
-                        torch_dtype: torch.dtype | None = None, **kwargs) -> SV4DPipeline:  # fmt: skip
+    def from_pretrained(
+        cls,
+        pretrained: str | os.PathLike,
+        variant: str | None = None,
+        download: bool = False,
+        torch_dtype: torch.dtype | None = None,
+        **kwargs,
+    ) -> SV4DPipeline:
         """Load a kit folder (`save_pretrained`), a released checkpoint file (`sv4d2.safetensors`,
         `sv4d2_8views.safetensors`) or a hub id. Nothing is downloaded unless `download=True` (never when
         `HF_HUB_OFFLINE` is set); a missing file gives one message saying what to download and where to put it.
@@ -198,8 +243,10 @@ class SV4DPipeline(DiffusionPipeline):
             raise ValueError("frames must be finite values in [0, 1]")
         V = self.config.num_views
         if len(azimuths_deg) != V + 1:
-            raise ValueError(f"azimuths_deg must hold {V + 1} values (input view + {V} novel views), "
-                             f"got {len(azimuths_deg)}")  # fmt: skip
+            raise ValueError(
+                f"azimuths_deg must hold {V + 1} values (input view + {V} novel views), "
+                f"got {len(azimuths_deg)}"
+            )
         if len(elevations_deg) != V + 1:
             raise ValueError(f"elevations_deg must be one value or {V + 1} values, got {len(elevations_deg)}")
         if (
@@ -213,8 +260,10 @@ class SV4DPipeline(DiffusionPipeline):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         spatial = self.vae_scale_factor * 2 ** (len(self.unet.config.channel_mult) - 1)
         if frames.shape[-1] != frames.shape[-2] or frames.shape[-1] % spatial:
-            raise ValueError(f"frames must be square with a side divisible by {spatial}, "
-                             f"got {frames.shape[-2]}x{frames.shape[-1]}")  # fmt: skip
+            raise ValueError(
+                f"frames must be square with a side divisible by {spatial}, "
+                f"got {frames.shape[-2]}x{frames.shape[-1]}"
+            )
 
     # ------------------------------------------------------------------ generation
 
@@ -251,8 +300,15 @@ class SV4DPipeline(DiffusionPipeline):
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         defaults = VARIANTS[self.config.variant]
         # Defaults: the reference's for the variant, then the model's own (`config.sampling`), then the arguments.
-        given = dict(num_inference_steps=num_inference_steps, guider=guider, min_guidance=min_guidance,
-                     max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)  # fmt: skip
+        given = dict(
+            num_inference_steps=num_inference_steps,
+            guider=guider,
+            min_guidance=min_guidance,
+            max_guidance=max_guidance,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            rho=rho,
+        )
         opts = {**REFERENCE_SAMPLING, **{k: defaults[k] for k in ("guider", "min_guidance", "max_guidance")}}
         opts.update(self.config.sampling or {})
         opts.update({k: v for k, v in given.items() if v is not None})
@@ -302,8 +358,14 @@ class SV4DPipeline(DiffusionPipeline):
             cond_motion = matrix[t0 : t0 + T, 0].to(device, dtype)  # (T, 3, H, W)
             cond_view = matrix[t0, 1:].to(device, dtype)  # (V, 3, H, W)
             with self._on_device(self.conditioner, device):
-                c = self.conditioner(cond_motion, cond_view, polar.to(dtype), azimuth.to(dtype), generator=generator,
-                                     encode_chunk_size=encode_chunk_size)  # fmt: skip
+                c = self.conditioner(
+                    cond_motion,
+                    cond_view,
+                    polar.to(dtype),
+                    azimuth.to(dtype),
+                    generator=generator,
+                    encode_chunk_size=encode_chunk_size,
+                )
                 uc = self.conditioner.unconditional(c)
             first = chunk == 0
             if first:  # the first chunk ignores the views at t0 (the reference multiplies them by 0)

@@ -47,9 +47,15 @@ def test_tiny_release_loads_and_reproduces_golden_unet(tiny_release, reference_d
     inputs = {k.removeprefix("chunk1.in."): v for k, v in golden.items() if k.startswith("chunk1.in.")}
     with torch.no_grad():
         out = unet(
-            inputs["x"], inputs["timesteps"], inputs["context"], inputs["y"], inputs["cond_view"],
-            inputs["cond_motion"], inputs["image_only_indicator"], int(inputs["num_video_frames"]),
-        )  # fmt: skip
+            inputs["x"],
+            inputs["timesteps"],
+            inputs["context"],
+            inputs["y"],
+            inputs["cond_view"],
+            inputs["cond_motion"],
+            inputs["image_only_indicator"],
+            int(inputs["num_video_frames"]),
+        )
     result = compare("chunk1.out", out, golden["chunk1.out"], "unet")
     assert result.passed, result.line()
     # the first stage's encoder shares the cond_frames embedder's tensors (no extra memory)

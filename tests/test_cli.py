@@ -28,8 +28,20 @@ def tiny_model(tmp_path_factory):
 
 
 def generate(tiny_model, inp, out, *extra):
-    return main(["generate", str(inp), "--output", str(out), "--model", str(tiny_model), "--steps", "1",
-                 "--no-progress", *map(str, extra)])  # fmt: skip
+    return main(
+        [
+            "generate",
+            str(inp),
+            "--output",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--steps",
+            "1",
+            "--no-progress",
+            *map(str, extra),
+        ]
+    )
 
 
 def assert_one_error_line(capsys, pattern: str):
@@ -256,9 +268,19 @@ def test_usage_errors_are_one_line(capsys):
 def test_console_script_entry_point(tmp_path):
     """The real process: exit code 2 and one `error:` line on stderr, nothing else."""
     proc = subprocess.run(
-        [sys.executable, "-m", "sv4d_kit.cli", "generate", str(tmp_path / "missing.png"), "--output",
-         str(tmp_path / "o"), "--model", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "sv4d_kit.cli",
+            "generate",
+            str(tmp_path / "missing.png"),
+            "--output",
+            str(tmp_path / "o"),
+            "--model",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")

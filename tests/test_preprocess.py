@@ -289,8 +289,12 @@ def test_gifs_mp4_folder_glob(tmp_path):
 
     got, info = read_frames(folder)
     assert info["kind"] == "folder" and [p.rsplit("/", 1)[-1] for p in info["files"]] == [
-        "frame0.png", "frame1.png", "frame2.png", "frame10.png", "frame11.png"
-    ]  # fmt: skip
+        "frame0.png",
+        "frame1.png",
+        "frame2.png",
+        "frame10.png",
+        "frame11.png",
+    ]
     np.testing.assert_array_equal(got, np.stack([clip[i] for i in (0, 1, 2, 10, 11)]))
     got_glob, info = read_frames(str(folder / "frame1*.png"))
     assert info["kind"] == "glob" and got_glob.shape[0] == 3  # frame1, frame10, frame11

@@ -29,11 +29,16 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
     report = checkpoint.compare_layout(layout, modules, len(vae.config.block_out_channels))
 
     ok = not (report["missing"] or report["unexpected"])
-    yield CaseResult("names", ok, float(len(report["missing"]) + len(report["unexpected"])),
-                     f"({report['mapped']} mapped, {report['ignored']} ignored on purpose"
-                     + (f"; {checkpoint._problems(report)})" if not ok else ")"))  # fmt: skip
-    yield CaseResult("shapes", not report["misshaped"], float(len(report["misshaped"])),
-                     "; ".join(report["misshaped"][:3]))  # fmt: skip
+    yield CaseResult(
+        "names",
+        ok,
+        float(len(report["missing"]) + len(report["unexpected"])),
+        f"({report['mapped']} mapped, {report['ignored']} ignored on purpose"
+        + (f"; {checkpoint._problems(report)})" if not ok else ")"),
+    )
+    yield CaseResult(
+        "shapes", not report["misshaped"], float(len(report["misshaped"])), "; ".join(report["misshaped"][:3])
+    )
     yield _count("num_tensors", len(layout), int(meta.get("num_tensors", len(layout))))
     total = report["mapped_elements"] + report["ignored_elements"]
     yield _count("total_elements", total, int(meta["total_elements"]))
@@ -41,8 +46,11 @@ def check(gset: GoldenSet, folder: Path) -> Iterator[CaseResult]:
     # Per prefix: the kit's own parameter counts against the layout's element counts.
     per_prefix = meta.get("elements_per_prefix", {})
     if "model.diffusion_model" in per_prefix:
-        yield _count("unet_parameters", sum(p.numel() for p in unet.state_dict().values()),
-                     per_prefix["model.diffusion_model"])  # fmt: skip
+        yield _count(
+            "unet_parameters",
+            sum(p.numel() for p in unet.state_dict().values()),
+            per_prefix["model.diffusion_model"],
+        )
     if "first_stage_model" in per_prefix:
         decoder = sum(t.numel() for k, t in vae.state_dict().items() if k.startswith("decoder."))
         yield _count("first_stage_decoder_parameters", decoder, per_prefix["first_stage_model"])

@@ -227,8 +227,10 @@ def load_checkpoint(
         raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
     named = next((p for p in sorted(PRESETS, key=len, reverse=True) if path.stem.endswith(p)), None)
     if named is not None and named != variant:
-        raise ValueError(f"variant {variant!r} does not match the file {path.name!r} (a {named} checkpoint); "
-                         f"pass variant={named!r}")  # fmt: skip
+        raise ValueError(
+            f"variant {variant!r} does not match the file {path.name!r} (a {named} checkpoint); "
+            f"pass variant={named!r}"
+        )
     unet, cond, vae = build_models(configs or variant, device="meta")
     modules = {"unet": unet, "conditioner": cond, "vae": vae}
     vae_levels = len(vae.config.block_out_channels)
@@ -278,12 +280,19 @@ def tiny_configs(variant: str = "sv4d2", model_channels: int = 32, context_dim: 
         raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
     unet = dict(preset_configs(variant)["unet"])
     unet.update(
-        model_channels=model_channels, channel_mult=[1, 1, 2], attention_resolutions=[2, 1], num_res_blocks=1,
-        num_head_channels=16, context_dim=context_dim, adm_in_channels=4 * model_channels,
-    )  # fmt: skip
+        model_channels=model_channels,
+        channel_mult=[1, 1, 2],
+        attention_resolutions=[2, 1],
+        num_res_blocks=1,
+        num_head_channels=16,
+        context_dim=context_dim,
+        adm_in_channels=4 * model_channels,
+    )
     ddconfig = dict(autoencoder.SV4D2_DDCONFIG, ch=32, ch_mult=[1, 2, 1, 1], num_res_blocks=1, resolution=64)
-    clip = {"embed_dim": context_dim, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
-                                                     "patch_size": 8}}  # fmt: skip
+    clip = {
+        "embed_dim": context_dim,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+    }
     # sigma + polar + azimuth embeddings must add up to the UNet's vector width (4 * model_channels)
     sigma_dim = model_channels
     angle_dim = (4 * model_channels - sigma_dim) // 2
@@ -307,8 +316,10 @@ def build_tiny_models(variant: str = "sv4d2", seed: int = 0, **kwargs):
         if param.ndim > 1 and not param.any():
             torch.nn.init.normal_(param, std=0.02)
     cond = SV4DConditioner(
-        clip_config=CLIPImageEncoder.config_from_open_clip(cfg["clip"]), vae_config=cfg["vae"],
-        sigma_embed_dim=cfg["sigma_embed_dim"], angle_embed_dim=cfg["angle_embed_dim"],
-    )  # fmt: skip
+        clip_config=CLIPImageEncoder.config_from_open_clip(cfg["clip"]),
+        vae_config=cfg["vae"],
+        sigma_embed_dim=cfg["sigma_embed_dim"],
+        angle_embed_dim=cfg["angle_embed_dim"],
+    )
     vae = autoencoder.build_first_stage(cfg["vae"])
     return unet.eval(), cond.eval(), vae.eval()

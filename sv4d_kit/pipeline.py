@@ -30,7 +30,7 @@ VARIANTS = {
         guider="linear",
         min_guidance=1.0,
         max_guidance=2.0,
-        azimuths_deg=(0, 60, 120, 180, 240),
+        azimuths_deg=(0.0, *cameras.SV4D_VARIANTS["sv4d2"]["azimuths_deg"]),
     ),
     "sv4d2_8views": dict(
         frames_per_chunk=5,
@@ -39,7 +39,7 @@ VARIANTS = {
         guider="spatiotemporal",
         min_guidance=1.5,
         max_guidance=2.5,
-        azimuths_deg=(0, 30, 75, 120, 165, 210, 255, 300, 330),
+        azimuths_deg=(0.0, *cameras.SV4D_VARIANTS["sv4d2_8views"]["azimuths_deg"]),
     ),
     # the kit's bundled tiny SV4D (`sv4d_kit.training`): 4 frames x 4 novel views evenly around the orbit
     "tiny": dict(

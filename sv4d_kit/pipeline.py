@@ -232,6 +232,18 @@ class SV4DPipeline(DiffusionPipeline):
             return [float(a) for a in preset]
         return [float(a) for a in cameras.orbit_azimuths(V + 1)]
 
+    def sampling_options(self, **given) -> dict:
+        """Sampler settings: the reference's for the variant, then the model's own (`config.sampling`), then `given`
+        (None means "not given")."""
+        defaults = VARIANTS[self.config.variant]
+        opts = {**REFERENCE_SAMPLING, **{k: defaults[k] for k in ("guider", "min_guidance", "max_guidance")}}
+        opts.update(self.config.sampling or {})
+        unknown = set(given) - set(SAMPLING_KEYS)
+        if unknown:
+            raise ValueError(f"unknown sampling options {sorted(unknown)}; known: {SAMPLING_KEYS}")
+        opts.update({k: v for k, v in given.items() if v is not None})
+        return opts
+
     def check_inputs(
         self, frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance
     ):
@@ -299,30 +311,20 @@ class SV4DPipeline(DiffusionPipeline):
         """
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         defaults = VARIANTS[self.config.variant]
-        # Defaults: the reference's for the variant, then the model's own (`config.sampling`), then the arguments.
-        given = dict(
-            num_inference_steps=num_inference_steps,
-            guider=guider,
-            min_guidance=min_guidance,
-            max_guidance=max_guidance,
-            sigma_min=sigma_min,
-            sigma_max=sigma_max,
-            rho=rho,
-        )
-        opts = {**REFERENCE_SAMPLING, **{k: defaults[k] for k in ("guider", "min_guidance", "max_guidance")}}
-        opts.update(self.config.sampling or {})
-        opts.update({k: v for k, v in given.items() if v is not None})
+
+        # 1. Check inputs
+        opts = self.sampling_options(
+            num_inference_steps=num_inference_steps, guider=guider, min_guidance=min_guidance,
+            max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+        )  # fmt: skip
         num_inference_steps, guider = opts["num_inference_steps"], opts["guider"]
         min_guidance, max_guidance = float(opts["min_guidance"]), float(opts["max_guidance"])
         sigma_min, sigma_max, rho = float(opts["sigma_min"]), float(opts["sigma_max"]), float(opts["rho"])
-
-        # 1. Check inputs
         frames = torch.as_tensor(frames, dtype=torch.float32)
         if frames.ndim == 3:
             frames = frames[None]  # (3, H, W) -> (1, 3, H, W)
-        if (
-            frames.ndim == 4 and frames.shape[0] == 1
-        ):  # one image: a still clip of one chunk ("one frame -> 360°")
+        if frames.ndim == 4 and frames.shape[0] == 1:
+            # one image: a still clip of one chunk ("one frame -> 360°")
             frames = frames.expand(self.config.frames_per_chunk, -1, -1, -1)
         azimuths_deg = self.default_azimuths() if azimuths_deg is None else [float(a) for a in azimuths_deg]
         if np.ndim(elevations_deg) == 0:

@@ -53,16 +53,11 @@ VARIANTS = {
     ),
 }
 # The reference script's sampler settings (sv4d2_hparams.json: variants.*.script.options).
-REFERENCE_SAMPLING = dict(num_inference_steps=50, sigma_min=0.002, sigma_max=700.0, rho=7.0)
-SAMPLING_KEYS = (
-    "num_inference_steps",
-    "guider",
-    "min_guidance",
-    "max_guidance",
-    "sigma_min",
-    "sigma_max",
-    "rho",
-)
+REFERENCE_SAMPLING = dict(
+    num_inference_steps=50, sigma_min=0.002, sigma_max=700.0, rho=7.0, s_churn=0.0, s_tmin=0.0, s_tmax=999.0,
+    s_noise=1.0,
+)  # fmt: skip
+SAMPLING_KEYS = (*REFERENCE_SAMPLING, "guider", "min_guidance", "max_guidance")
 GUIDERS = ("linear", "spatiotemporal", "triangle", "constant", "none")
 
 
@@ -292,6 +287,10 @@ class SV4DPipeline(DiffusionPipeline):
         sigma_min: float | None = None,
         sigma_max: float | None = None,
         rho: float | None = None,
+        s_churn: float | None = None,
+        s_tmin: float | None = None,
+        s_tmax: float | None = None,
+        s_noise: float | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         encode_chunk_size: int | None = 8,
@@ -307,7 +306,9 @@ class SV4DPipeline(DiffusionPipeline):
         V+1 values; azimuths_deg: V+1 values, view 0 = input view (default: the variant's). guider: "linear" (sv4d2),
         "spatiotemporal" (8 views), "triangle", "constant" or "none" with its min/max scale. generator or seed
         make it deterministic. callback_on_step_end(pipe, step, sigma, tensors) gets {"latents", "denoised",
-        "chunk"} and may return {"latents": ...} to change them. output_type: "pt", "np" or "pil".
+        "chunk"} and may return {"latents": ...} to change them. s_churn, s_tmin, s_tmax, s_noise: the reference
+        sampler's churn (off by default). Options left None take the model's `config.sampling`, then the
+        reference's. output_type: "pt", "np" or "pil".
         """
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         defaults = VARIANTS[self.config.variant]
@@ -315,11 +316,13 @@ class SV4DPipeline(DiffusionPipeline):
         # 1. Check inputs
         opts = self.sampling_options(
             num_inference_steps=num_inference_steps, guider=guider, min_guidance=min_guidance,
-            max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+            max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, s_churn=s_churn,
+            s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise,
         )  # fmt: skip
         num_inference_steps, guider = opts["num_inference_steps"], opts["guider"]
         min_guidance, max_guidance = float(opts["min_guidance"]), float(opts["max_guidance"])
         sigma_min, sigma_max, rho = float(opts["sigma_min"]), float(opts["sigma_max"]), float(opts["rho"])
+        churn = {k: float(opts[k]) for k in ("s_churn", "s_tmin", "s_tmax", "s_noise")}
         frames = torch.as_tensor(frames, dtype=torch.float32)
         if frames.ndim == 3:
             frames = frames[None]  # (3, H, W) -> (1, 3, H, W)
@@ -382,20 +385,22 @@ class SV4DPipeline(DiffusionPipeline):
             noise = noise.to(device, dtype)
             latents = sampling.initial_latent(noise, sigmas)
 
-            # 7. Denoising loop: Euler steps of the guided, V-scaled denoiser
+            # 7. Denoising loop: Euler steps (with the reference's optional churn) of the guided, V-scaled denoiser
             denoiser = sampling.make_denoiser(self.unet, scale, image_only_indicator=0.0 if first else 1.0)
+
+            def step_end(i, latents, denoised, chunk=chunk):
+                if bar is not None:
+                    bar.update()
+                if callback_on_step_end is None:
+                    return None
+                tensors = {"latents": latents, "denoised": denoised, "chunk": chunk}
+                return (callback_on_step_end(self, i, float(sigmas[i]), tensors) or {}).get("latents")
+
             with self._on_device(self.unet, device):
-                for i in range(num_inference_steps):
-                    sigma = latents.new_full((T * V,), float(sigmas[i]))
-                    denoised = denoiser(latents, sigma, c, uc)
-                    d = (latents - denoised) / sigmas[i]  # dx/dsigma of the probability-flow ODE
-                    latents = latents + (sigmas[i + 1] - sigmas[i]) * d  # Euler step
-                    if callback_on_step_end is not None:
-                        tensors = {"latents": latents, "denoised": denoised, "chunk": chunk}
-                        changed = callback_on_step_end(self, i, float(sigmas[i]), tensors) or {}
-                        latents = changed.get("latents", latents)
-                    if bar is not None:
-                        bar.update()
+                latents = sampling.sample_euler_edm(
+                    denoiser, latents, sigmas, extra_args={"cond": c, "uncond": uc}, disable=True,
+                    generator=generator, step_end=step_end, **churn,
+                )  # fmt: skip
             timings["sample"] += time.perf_counter() - tic
 
             # 8. Decode: (T*V, 4, h, w) -> (T, V, 3, H, W) in [0, 1], back into the matrix in [-1, 1]

@@ -218,10 +218,13 @@ def sample_euler_edm(
     s_tmax: float = float("inf"),
     s_noise: float = 1.0,
     generator: torch.Generator | None = None,
+    step_end=None,
 ) -> torch.Tensor:
     """Implements Algorithm 2 (Euler steps with churn) from Karras et al. (2022), like sgm's EulerEDMSampler.
 
     `x` is already at the first noise level (see `initial_latent`); `sigmas` ends with 0 (see `edm_sigmas`).
+    `callback(dict)` sees each step before its update (k-diffusion style); `step_end(i, x_next, denoised)` runs
+    after it and may return a replacement for x_next (diffusers' `callback_on_step_end`).
     """
     extra_args = {} if extra_args is None else extra_args
     sigmas = torch.as_tensor(sigmas, device=x.device)
@@ -243,4 +246,7 @@ def sample_euler_edm(
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
         dt = _append_dims(s_in * sigmas[i + 1] - sigma_hat, x.ndim)
         x = x + dt * d  # Euler step
+        if step_end is not None:
+            replaced = step_end(i, x, denoised)
+            x = x if replaced is None else replaced
     return x

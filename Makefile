@@ -15,7 +15,7 @@ $(READY): pyproject.toml
 	touch $@
 
 demo: $(READY)
-	$(BIN)/sv4d-kit scene --output outputs/scene --overwrite
+	$(BIN)/sv4d-kit demo --output outputs/demo --overwrite
 
 test: $(READY)
 	$(BIN)/ruff check .

@@ -284,3 +284,11 @@ def test_console_script_entry_point(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
+
+
+def test_demo_with_the_bundled_model(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--frames", "5", "--steps", "2", "--no-progress"]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["command"] == "demo" and meta["model"]["variant"] == "tiny"
+    assert {"orbit.mp4", "grid.png", "view_00.mp4", "view_04.mp4"} <= {p.name for p in out.iterdir()}

@@ -47,7 +47,11 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
         shift_factor: float = 0.0,
     ):
         super().__init__()
-        if isinstance(downsample_factor, bool) or not isinstance(downsample_factor, int) or downsample_factor < 1:
+        if (
+            isinstance(downsample_factor, bool)
+            or not isinstance(downsample_factor, int)
+            or downsample_factor < 1
+        ):
             raise ValueError(f"downsample_factor must be an integer >= 1, got {downsample_factor!r}")
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels!r}")
@@ -55,6 +59,8 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}")
         self.encoder = SpaceToDepthEncoder(downsample_factor)
         self.quant_conv = None
+        # diffusers reads a model's dtype from its tensors and saves one weights file: one scalar buffer
+        self.register_buffer("dtype_marker", torch.zeros(()))
 
     def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [-1, 1] -> sampler latents (B, C*f², H/f, W/f), scaled and shifted."""

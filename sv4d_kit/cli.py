@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scene", help="render a synthetic 4D scene (ground truth) from orbit cameras")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=18, help="scene seed (default 18, the scene of the sample data)")
+    p.add_argument(
+        "--seed", type=int, default=18, help="scene seed (default 18, the scene of the sample data)"
+    )
     p.add_argument("--frames", type=_positive_int, default=21, help="time frames (default 21)")
     p.add_argument("--views", type=_positive_int, default=8, help="orbit views, evenly spaced (default 8)")
     p.add_argument("--size", type=_positive_int, default=128, help="image size in pixels (default 128)")
@@ -138,12 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("train", help="train the tiny SV4D on synthetic 4D scenes (the bundled weights' recipe)")
-    p.add_argument("--output", required=True, help="run folder: checkpoint/, config.json, model/ (the export)")
+    p = sub.add_parser(
+        "train", help="train the tiny SV4D on synthetic 4D scenes (the bundled weights' recipe)"
+    )
+    p.add_argument(
+        "--output", required=True, help="run folder: checkpoint/, config.json, model/ (the export)"
+    )
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the recipe's)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 0)")
     p.add_argument("--config", default=None, help="a JSON file of TrainConfig fields overriding the recipe")
-    p.add_argument("--export", default=None, help="where to write the trained pipeline (default OUTPUT/model)")
+    p.add_argument(
+        "--export", default=None, help="where to write the trained pipeline (default OUTPUT/model)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUTPUT")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
@@ -292,7 +300,9 @@ def cmd_train(args) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {str(out)!r} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not (args.resume or args.overwrite):
-        raise ValueError(f"{str(out)!r} is not empty; pass --resume to continue or --overwrite to start afresh")
+        raise ValueError(
+            f"{str(out)!r} is not empty; pass --resume to continue or --overwrite to start afresh"
+        )
     if args.overwrite and not args.resume and out.is_dir():
         shutil.rmtree(out)
     tic = time.perf_counter()

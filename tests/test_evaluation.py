@@ -15,7 +15,9 @@ from sv4d_kit.pipeline import SV4DPipeline
 @pytest.fixture(scope="module")
 def pipe():
     unet, cond, vae = build_tiny_models("sv4d2_8views", seed=1)
-    return SV4DPipeline(unet, cond, vae, variant="sv4d2_8views", frames_per_chunk=2, num_views=2, image_size=32)
+    return SV4DPipeline(
+        unet, cond, vae, variant="sv4d2_8views", frames_per_chunk=2, num_views=2, image_size=32
+    )
 
 
 def test_heldout_scenes_are_disjoint_from_training_and_deterministic():
@@ -29,11 +31,21 @@ def test_heldout_scenes_are_disjoint_from_training_and_deterministic():
 
 
 def test_evaluate_reports_every_method_and_view(pipe):
-    summary, examples = evaluation.evaluate(pipe, num_scenes=1, frames=2, steps=1, progress=False, keep_examples=1)
+    summary, examples = evaluation.evaluate(
+        pipe, num_scenes=1, frames=2, steps=1, progress=False, keep_examples=1
+    )
     assert set(summary) == set(evaluation.METHODS)
     for values in summary.values():
-        for key in ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "temporal_flicker",
-                    "multiview_consistency_error", "psnr_db_view1", "psnr_db_view2"):
+        for key in (
+            "psnr_db",
+            "ssim",
+            "psnr_in_mask_db",
+            "silhouette_iou",
+            "temporal_flicker",
+            "multiview_consistency_error",
+            "psnr_db_view1",
+            "psnr_db_view2",
+        ):
             assert key in values and isinstance(values[key], float)
     assert len(examples) == 1
     image = evaluation.comparison_image(examples, methods=("tiny_sv4d", "copy_input"), factor=2)
@@ -64,12 +76,32 @@ def test_bad_arguments(pipe, bad):
 def test_evaluate_command(pipe, tmp_path, capsys):
     pipe.save_pretrained(tmp_path / "model")
     out, fig = tmp_path / "eval.json", tmp_path / "eval.png"
-    args = ["evaluate", "--scenes", "1", "--seed", "2", "--json", str(out), "--model", str(tmp_path / "model"),
-            "--frames", "2", "--steps", "1", "--figure", str(fig), "--no-progress"]
+    args = [
+        "evaluate",
+        "--scenes",
+        "1",
+        "--seed",
+        "2",
+        "--json",
+        str(out),
+        "--model",
+        str(tmp_path / "model"),
+        "--frames",
+        "2",
+        "--steps",
+        "1",
+        "--figure",
+        str(fig),
+        "--no-progress",
+    ]
     assert main(args) == 0
     data = json.loads(out.read_text())
     assert set(data) == set(evaluation.METHODS)
-    assert all(isinstance(v, float) and (math.isfinite(v) or math.isnan(v)) for m in data.values() for v in m.values())
+    assert all(
+        isinstance(v, float) and (math.isfinite(v) or math.isnan(v))
+        for m in data.values()
+        for v in m.values()
+    )
     assert fig.exists()
     capsys.readouterr()
     assert main(args) == 2  # existing outputs are kept unless --overwrite

@@ -18,8 +18,12 @@ def test_every_notebook_has_ci_parameters():
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_notebook_runs(name, tmp_path):
     nb = papermill.execute_notebook(
-        str(NOTEBOOKS / name), str(tmp_path / name), parameters=PARAMETERS[name], kernel_name="python3",
-        cwd=str(NOTEBOOKS), progress_bar=False,
+        str(NOTEBOOKS / name),
+        str(tmp_path / name),
+        parameters=PARAMETERS[name],
+        kernel_name="python3",
+        cwd=str(NOTEBOOKS),
+        progress_bar=False,
     )
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

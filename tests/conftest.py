@@ -1,8 +1,15 @@
 """Shared pytest fixtures."""
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tests run many tiny tensor operations, for which one thread is fastest and immune to oversubscription when
+# the machine is busy (two threads made the suite ~10x slower next to another torch process on 2 cores).
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the same for subprocesses (the CLI, notebook kernels)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -270,9 +270,9 @@ def cmd_evaluate(args) -> None:
         imageio.imwrite(fig_tmp, evaluation.comparison_image(examples))
         fig_tmp.replace(fig)
     tmp.replace(out)
-    keys = ("psnr_db", "ssim", "silhouette_iou", "multiview_consistency_error")
-    for method, values in summary.items():
-        print(f"{method:30s} " + "  ".join(f"{k} {values[k]:.4f}" for k in keys))
+    print(evaluation.markdown_table(summary))
+    for name, passed in evaluation.quality_bar(summary).items():
+        print(f"{name}: {'yes' if passed else 'no'}")
     print(f"wrote {out} ({args.scenes} held-out scenes, seed {args.seed}, {seconds:.1f} s)")
 
 

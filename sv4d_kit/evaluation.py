@@ -162,3 +162,44 @@ def comparison_image(
     grid = torch.cat(rows, dim=-2) if rows else torch.ones(3, 8, 8)
     img = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return img.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+TABLE_METRICS = ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "temporal_flicker",
+                 "multiview_consistency_error", "multiview_consistency_correlation",
+                 "multiview_consistency_correlation_gt")  # fmt: skip
+
+
+def markdown_table(summary: dict, metrics_: Sequence[str] = TABLE_METRICS) -> str:
+    """`evaluate`'s summary as two Markdown tables: the means per method, then PSNR / SSIM / IoU per novel view."""
+    methods = list(summary)
+    keys = [k for k in metrics_ if all(k in summary[m] for m in methods)]
+    lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {m} | " + " | ".join(f"{summary[m][k]:.4f}" for k in keys) + " |" for m in methods]
+    views = sorted({int(k.rsplit("_view", 1)[1]) for k in summary[methods[0]] if k.startswith("psnr_db_view")})
+    lines += ["", "| method | " + " | ".join(f"view {v}: PSNR / SSIM / IoU" for v in views) + " |",
+              "|---|" + "---|" * len(views)]  # fmt: skip
+    for m in methods:
+        cells = [f"{summary[m][f'psnr_db_view{v}']:.2f} / {summary[m][f'ssim_view{v}']:.3f} / "
+                 f"{summary[m][f'silhouette_iou_view{v}']:.3f}" for v in views]  # fmt: skip
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def quality_bar(summary: dict) -> dict[str, bool]:
+    """The tiny model's quality bar, checked on `evaluate`'s summary (methods absent from it are skipped):
+
+    beats_copy_input_every_view     tiny_sv4d > copy_input on PSNR, SSIM and silhouette IoU for every novel view
+    view_attention_adds_consistency switching view attention off lowers multi-view consistency: a lower
+                                    correlation *and* a higher colour error between views warped by true depth
+    """
+    result = {}
+    model, copy, ablated = (summary.get(m) for m in ("tiny_sv4d", "copy_input", "tiny_sv4d_no_view_attention"))
+    if model and copy:
+        keys = [k for k in model if k.split("_view")[0] in ("psnr_db", "ssim", "silhouette_iou") and "_view" in k]
+        result["beats_copy_input_every_view"] = bool(keys) and all(model[k] > copy[k] for k in keys)
+    if model and ablated:
+        result["view_attention_adds_consistency"] = (
+            ablated["multiview_consistency_correlation"] < model["multiview_consistency_correlation"]
+            and ablated["multiview_consistency_error"] > model["multiview_consistency_error"]
+        )
+    return result

@@ -25,6 +25,7 @@ MAX_PSNR_DB = 100.0  # PSNR of identical images: the MSE is floored at 1e-10 (pe
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # Wang et al. (2004)
 SILHOUETTE_THRESHOLD = 0.05  # a pixel is "object" when some channel is below 1 - threshold
 DEPTH_TOLERANCE = 0.02  # relative depth agreement that makes a reprojected point visible
+CORRELATION_EPS = 1e-6  # variance floor of `Reprojection.correlation`: structureless images score 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,6 +193,7 @@ class Reprojection:
     mean_abs_error: torch.Tensor  # (...) mean |image_i − warped| over visible pixels, channels (NaN if none)
     psnr_db: torch.Tensor  # (...) PSNR over the visible pixels
     visible_fraction: torch.Tensor  # (...) visible pixels / pixels of view i with depth_i > 0 (NaN if none)
+    correlation: torch.Tensor  # (...) Pearson correlation of image_i and warped over visible pixels (see below)
     warped: torch.Tensor  # (..., 3, H, W) view j's image sampled at the reprojection of each pixel of view i
     visible: torch.Tensor  # (..., 1, H, W) bool: pixels of view i whose surface point is seen by view j
 
@@ -237,6 +239,11 @@ def reprojection_consistency(
     agrees with `depth_j` at the nearest pixel: |z − depth_j| < depth_tol · depth_j. View j's image is sampled there
     (`mode` "bilinear" or "nearest") and compared with view i's colour. images (..., 3, H, W), depth (..., 1, H, W),
     E (4, 4) or (..., 4, 4) world-to-camera, K (3, 3) or (..., 3, 3) shared by both views.
+
+    The colour error rewards flat images (two blank views agree perfectly), so `correlation` also reports whether
+    the *structure* agrees: the Pearson correlation of view i's and the warped colours over the visible pixels and
+    channels, cov / sqrt(var_i var_j + CORRELATION_EPS) — 1 for consistent texture, about 0 for unrelated or
+    structureless images, whatever their contrast (NaN when fewer than 2 pixels are visible).
     """
     # 1. Check inputs
     images_i, images_j = _check_images("images_i", images_i), _check_images("images_j", images_j)
@@ -291,11 +298,17 @@ def reprojection_consistency(
     count = vis.sum(dim=(-3, -2, -1)).to(dtype)
     err = ((warped - target).abs() * vis).sum(dim=(-3, -2, -1)) / (3 * count)  # NaN when nothing is visible
     fraction = count / foreground.sum(-1).to(dtype)
+    n = 3 * count.view(B, 1, 1, 1)
+    a = target - (target * vis).sum(dim=(-3, -2, -1), keepdim=True) / n  # zero mean over visible pixels
+    b = warped - (warped * vis).sum(dim=(-3, -2, -1), keepdim=True) / n
+    cov, var_a, var_b = ((x * y * vis).sum(dim=(-3, -2, -1)) / n.flatten() for x, y in ((a, b), (a, a), (b, b)))
+    corr = torch.where(count > 1, cov / torch.sqrt(var_a * var_b + CORRELATION_EPS), torch.nan)
     warped = torch.where(vis, warped, torch.ones_like(warped))  # white where view j says nothing
     return Reprojection(
         mean_abs_error=err.reshape(batch),
         psnr_db=psnr(warped, target, mask=vis).reshape(batch),
         visible_fraction=fraction.reshape(batch),
+        correlation=corr.reshape(batch),
         warped=warped.reshape(*batch, 3, H, W),
         visible=vis.reshape(*batch, 1, H, W),
     )
@@ -308,9 +321,11 @@ class MultiviewConsistency:
     mean_abs_error: float  # mean over the evaluated pairs of `error_matrix`
     psnr_db: float  # mean over the evaluated pairs of `psnr_matrix`
     visible_fraction: float  # mean over the evaluated pairs of `visible_matrix`
+    correlation: float  # mean over the evaluated pairs of `correlation_matrix`
     error_matrix: torch.Tensor  # (V, V) mean abs colour error averaged over frames; NaN where not evaluated
     psnr_matrix: torch.Tensor  # (V, V) PSNR over visible pixels, averaged over frames
     visible_matrix: torch.Tensor  # (V, V) visible fraction averaged over frames
+    correlation_matrix: torch.Tensor  # (V, V) colour correlation over visible pixels, averaged over frames
 
 
 def view_pairs(num_views: int, pairs: str = "all") -> list[tuple[int, int]]:
@@ -366,7 +381,7 @@ def multiview_consistency(
     E, K = _check_views_cameras(extrinsics, K, V)
     view_pairs(V, pairs)  # checks `pairs`
     nan = torch.full((V, V), math.nan, dtype=torch.float64)
-    err, pnsr_m, vis = nan.clone(), nan.clone(), nan.clone()
+    err, pnsr_m, vis, corr = nan.clone(), nan.clone(), nan.clone(), nan.clone()
     for i, j in view_pairs(V, pairs):  # one pair at a time, batched over the T frames
         r = reprojection_consistency(
             images[:, i], images[:, j], depth[:, i], depth[:, j], E[i], E[j], K, depth_tol, mode
@@ -374,13 +389,16 @@ def multiview_consistency(
         err[i, j] = _nanmean(r.mean_abs_error.double())
         pnsr_m[i, j] = _nanmean(r.psnr_db.double())
         vis[i, j] = _nanmean(r.visible_fraction.double())
+        corr[i, j] = _nanmean(r.correlation.double())
     return MultiviewConsistency(
         mean_abs_error=float(_nanmean(err)),
         psnr_db=float(_nanmean(pnsr_m)),
         visible_fraction=float(_nanmean(vis)),
+        correlation=float(_nanmean(corr)),
         error_matrix=err,
         psnr_matrix=pnsr_m,
         visible_matrix=vis,
+        correlation_matrix=corr,
     )
 
 
@@ -414,6 +432,9 @@ def evaluate_matrix(
       multiview_consistency_error_gt
                                 the same error of the ground truth itself: the floor set by anti-aliasing and
                                 sampling, to read the prediction's value against
+      multiview_consistency_correlation, multiview_consistency_correlation_gt
+                                the same pairs' colour correlation (`Reprojection.correlation`; higher is better,
+                                and flat images cannot score well), for the prediction and the ground truth
     and "per_view": {v: {the same keys}} for every v in `views`.
     """
     # 1. Check inputs
@@ -457,6 +478,8 @@ def evaluate_matrix(
         per_view[v]["multiview_consistency_psnr_db"] = float(_nanmean(mv_pred.psnr_matrix[v]))
         per_view[v]["multiview_visible_fraction"] = float(_nanmean(mv_pred.visible_matrix[v]))
         per_view[v]["multiview_consistency_error_gt"] = float(_nanmean(mv_gt.error_matrix[v]))
+        per_view[v]["multiview_consistency_correlation"] = float(_nanmean(mv_pred.correlation_matrix[v]))
+        per_view[v]["multiview_consistency_correlation_gt"] = float(_nanmean(mv_gt.correlation_matrix[v]))
 
     # 4. Average over the chosen views
     keys = list(per_view[views[0]])

@@ -43,6 +43,7 @@ def test_evaluate_reports_every_method_and_view(pipe):
             "silhouette_iou",
             "temporal_flicker",
             "multiview_consistency_error",
+            "multiview_consistency_correlation",
             "psnr_db_view1",
             "psnr_db_view2",
         ):
@@ -103,7 +104,42 @@ def test_evaluate_command(pipe, tmp_path, capsys):
         for v in m.values()
     )
     assert fig.exists()
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert "| tiny_sv4d |" in printed and "beats_copy_input_every_view:" in printed
     assert main(args) == 2  # existing outputs are kept unless --overwrite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0]
+
+
+def _summary(model_psnr=(16.0, 16.5), model_corr=0.6, ablated_corr=0.3, model_err=0.2, ablated_err=0.3):
+    """A hand-made `evaluate` summary: 2 novel views, the model's PSNRs given, SSIM/IoU above copy's."""
+    def method(psnrs, ssim, iou, corr, err):
+        values = {"psnr_db": sum(psnrs) / 2, "ssim": ssim, "silhouette_iou": iou,
+                  "multiview_consistency_correlation": corr, "multiview_consistency_error": err}  # fmt: skip
+        for v, p in enumerate(psnrs, start=1):
+            values.update({f"psnr_db_view{v}": p, f"ssim_view{v}": ssim, f"silhouette_iou_view{v}": iou})
+        return values
+
+    return {
+        "tiny_sv4d": method(model_psnr, 0.6, 0.7, model_corr, model_err),
+        "copy_input": method((15.5, 15.5), 0.5, 0.6, 0.9, 0.25),
+        "tiny_sv4d_no_view_attention": method((14.0, 14.0), 0.4, 0.5, ablated_corr, ablated_err),
+    }
+
+
+def test_quality_bar_needs_every_view_and_both_consistency_measures():
+    assert evaluation.quality_bar(_summary()) == {
+        "beats_copy_input_every_view": True, "view_attention_adds_consistency": True}  # fmt: skip
+    assert not evaluation.quality_bar(_summary(model_psnr=(15.4, 16.5)))["beats_copy_input_every_view"]
+    assert not evaluation.quality_bar(_summary(ablated_corr=0.7))["view_attention_adds_consistency"]
+    assert not evaluation.quality_bar(_summary(ablated_err=0.1))["view_attention_adds_consistency"]
+    assert evaluation.quality_bar({"copy_input": {}}) == {}
+
+
+def test_markdown_table_lists_every_method_and_view():
+    table = evaluation.markdown_table(_summary())
+    lines = table.splitlines()
+    assert lines[0].startswith("| method | psnr_db | ssim | silhouette_iou |")
+    assert "| tiny_sv4d | 16.2500 | 0.6000 | 0.7000 |" in table
+    assert "| copy_input | 15.50 / 0.500 / 0.600 | 15.50 / 0.500 / 0.600 |" in table
+    assert len(lines) == 2 + 3 + 1 + 2 + 3

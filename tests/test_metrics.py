@@ -312,6 +312,27 @@ def test_reprojection_with_a_wrong_view_has_a_much_larger_error(scene, other):
         assert (flipped > 3 * right).all() and (wrong_scene > 3 * right).all(), (right, flipped, wrong_scene)
 
 
+def test_reprojection_correlation_scores_structure_not_flatness(scene, other):
+    for i, j in [(0, 1), (1, 2)]:
+        right = warp(scene, i, j).correlation
+        assert (right > 0.8).all(), (i, j, right)
+        assert (warp(scene, i, j, images=other.rgb).correlation < 0.5 * right).all()
+        assert (warp(scene, i, j, images=scene.rgb.flip(-1)).correlation < 0.5 * right).all()
+        # flat grey views agree in colour (small error) but carry no structure: correlation 0
+        flat = torch.full_like(scene.rgb, 0.6)
+        E, K = scene.extrinsics, scene.intrinsics[0]
+        r = M.reprojection_consistency(flat[:, i], flat[:, j], scene.depth[:, i], scene.depth[:, j], E[i], E[j], K)
+        assert r.mean_abs_error.max() < 1e-6 and r.correlation.abs().max() < 1e-6
+    # contrast does not matter: a consistent but washed-out pair keeps its correlation
+    faded = 0.5 + 0.2 * (scene.rgb - 0.5)
+    torch.testing.assert_close(warp(scene, 0, 1, images=faded).correlation,
+                               warp(scene, 0, 1).correlation, atol=0.02, rtol=0)  # fmt: skip
+    E, K = scene.extrinsics, scene.intrinsics[0]
+    empty = M.reprojection_consistency(scene.rgb[:, 0], scene.rgb[:, 1], torch.zeros_like(scene.depth[:, 0]),
+                                       scene.depth[:, 1], E[0], E[1], K)  # fmt: skip
+    assert torch.isnan(empty.correlation).all()  # no visible pixel: no correlation
+
+
 def test_reprojection_hides_points_occluded_in_the_other_view(scene):
     assert warp(scene, 0, 3).visible_fraction.max() < 0.1  # view 3 looks at the back
     assert warp(scene, 0, 1).visible_fraction.min() > 0.7
@@ -393,6 +414,7 @@ def test_multiview_consistency_of_ground_truth_and_of_a_wrong_view(scene, other)
     gt = M.multiview_consistency(scene.rgb, scene.depth, scene.extrinsics, scene.intrinsics[0])
     assert gt.error_matrix.shape == (4, 4) and torch.isnan(gt.error_matrix.diagonal()).all()
     assert gt.error_matrix[0, 1] < 0.05 and gt.error_matrix[1, 2] < 0.05
+    assert gt.correlation_matrix[0, 1] > 0.8 and torch.isnan(gt.correlation_matrix.diagonal()).all()
     assert 0 < gt.mean_abs_error < 0.1 and 0 < gt.visible_fraction < 1
     bad = scene.rgb.clone()
     bad[:, 2] = other.rgb[:, 2]  # one view of another object
@@ -404,6 +426,8 @@ def test_multiview_consistency_of_ground_truth_and_of_a_wrong_view(scene, other)
             and mv.error_matrix[k, 2] > 3 * gt.error_matrix[k, 2]
         )
         assert mv.error_matrix[k, 1 - k] == gt.error_matrix[k, 1 - k]  # pairs without view 2 do not change
+        assert mv.correlation_matrix[2, k] < gt.correlation_matrix[2, k]
+    assert mv.correlation < gt.correlation
 
 
 def test_view_pairs():
@@ -426,6 +450,8 @@ KEYS = {
     "multiview_consistency_psnr_db",
     "multiview_visible_fraction",
     "multiview_consistency_error_gt",
+    "multiview_consistency_correlation",
+    "multiview_consistency_correlation_gt",
 }
 
 
@@ -445,6 +471,7 @@ def test_evaluate_matrix_of_ground_truth_gives_the_best_scores(scene):
         assert values["ssim"] == pytest.approx(1.0, abs=1e-6) and values["silhouette_iou"] == 1.0
         assert values["temporal_flicker"] == 0.0
         assert values["multiview_consistency_error"] == values["multiview_consistency_error_gt"]
+        assert values["multiview_consistency_correlation"] == values["multiview_consistency_correlation_gt"]
     mean = sum(result["per_view"][v]["multiview_consistency_error"] for v in (1, 2, 3)) / 3
     assert result["multiview_consistency_error"] == pytest.approx(mean)
 

@@ -14,7 +14,7 @@ from sv4d_kit.models.latent import SpaceToDepthAutoencoder
 # A very small recipe: 16-pixel images, 2 frames x 2 views, 2 scenes per step.
 SMALL = dict(image_size=16, frames=2, novel_azimuths_deg=(120.0, 240.0), model_channels=32, channel_mult=(1,),
              num_head_channels=32, context_dim=32, clip_width=32, clip_layers=1, batch_scenes=2, supersample=1,
-             warmup_steps=0, lr=1e-3, static_fraction=0.5)  # fmt: skip
+             warmup_steps=0, lr=1e-3, static_fraction=0.5, threads=1)  # fmt: skip
 
 
 def test_space_to_depth_round_trip_is_exact():

@@ -175,7 +175,9 @@ def markdown_table(summary: dict, metrics_: Sequence[str] = TABLE_METRICS) -> st
     keys = [k for k in metrics_ if all(k in summary[m] for m in methods)]
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     lines += [f"| {m} | " + " | ".join(f"{summary[m][k]:.4f}" for k in keys) + " |" for m in methods]
-    views = sorted({int(k.rsplit("_view", 1)[1]) for k in summary[methods[0]] if k.startswith("psnr_db_view")})
+    views = sorted(
+        {int(k.rsplit("_view", 1)[1]) for k in summary[methods[0]] if k.startswith("psnr_db_view")}
+    )
     lines += ["", "| method | " + " | ".join(f"view {v}: PSNR / SSIM / IoU" for v in views) + " |",
               "|---|" + "---|" * len(views)]  # fmt: skip
     for m in methods:
@@ -193,9 +195,13 @@ def quality_bar(summary: dict) -> dict[str, bool]:
                                     correlation *and* a higher colour error between views warped by true depth
     """
     result = {}
-    model, copy, ablated = (summary.get(m) for m in ("tiny_sv4d", "copy_input", "tiny_sv4d_no_view_attention"))
+    model, copy, ablated = (
+        summary.get(m) for m in ("tiny_sv4d", "copy_input", "tiny_sv4d_no_view_attention")
+    )
     if model and copy:
-        keys = [k for k in model if k.split("_view")[0] in ("psnr_db", "ssim", "silhouette_iou") and "_view" in k]
+        keys = [
+            k for k in model if k.split("_view")[0] in ("psnr_db", "ssim", "silhouette_iou") and "_view" in k
+        ]
         result["beats_copy_input_every_view"] = bool(keys) and all(model[k] > copy[k] for k in keys)
     if model and ablated:
         result["view_attention_adds_consistency"] = (

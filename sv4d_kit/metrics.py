@@ -193,7 +193,9 @@ class Reprojection:
     mean_abs_error: torch.Tensor  # (...) mean |image_i − warped| over visible pixels, channels (NaN if none)
     psnr_db: torch.Tensor  # (...) PSNR over the visible pixels
     visible_fraction: torch.Tensor  # (...) visible pixels / pixels of view i with depth_i > 0 (NaN if none)
-    correlation: torch.Tensor  # (...) Pearson correlation of image_i and warped over visible pixels (see below)
+    correlation: (
+        torch.Tensor
+    )  # (...) Pearson correlation of image_i and warped over visible pixels (see below)
     warped: torch.Tensor  # (..., 3, H, W) view j's image sampled at the reprojection of each pixel of view i
     visible: torch.Tensor  # (..., 1, H, W) bool: pixels of view i whose surface point is seen by view j
 
@@ -301,7 +303,9 @@ def reprojection_consistency(
     n = 3 * count.view(B, 1, 1, 1)
     a = target - (target * vis).sum(dim=(-3, -2, -1), keepdim=True) / n  # zero mean over visible pixels
     b = warped - (warped * vis).sum(dim=(-3, -2, -1), keepdim=True) / n
-    cov, var_a, var_b = ((x * y * vis).sum(dim=(-3, -2, -1)) / n.flatten() for x, y in ((a, b), (a, a), (b, b)))
+    cov, var_a, var_b = (
+        (x * y * vis).sum(dim=(-3, -2, -1)) / n.flatten() for x, y in ((a, b), (a, a), (b, b))
+    )
     corr = torch.where(count > 1, cov / torch.sqrt(var_a * var_b + CORRELATION_EPS), torch.nan)
     warped = torch.where(vis, warped, torch.ones_like(warped))  # white where view j says nothing
     return Reprojection(

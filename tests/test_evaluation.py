@@ -113,6 +113,7 @@ def test_evaluate_command(pipe, tmp_path, capsys):
 
 def _summary(model_psnr=(16.0, 16.5), model_corr=0.6, ablated_corr=0.3, model_err=0.2, ablated_err=0.3):
     """A hand-made `evaluate` summary: 2 novel views, the model's PSNRs given, SSIM/IoU above copy's."""
+
     def method(psnrs, ssim, iou, corr, err):
         values = {"psnr_db": sum(psnrs) / 2, "ssim": ssim, "silhouette_iou": iou,
                   "multiview_consistency_correlation": corr, "multiview_consistency_error": err}  # fmt: skip

@@ -321,7 +321,9 @@ def test_reprojection_correlation_scores_structure_not_flatness(scene, other):
         # flat grey views agree in colour (small error) but carry no structure: correlation 0
         flat = torch.full_like(scene.rgb, 0.6)
         E, K = scene.extrinsics, scene.intrinsics[0]
-        r = M.reprojection_consistency(flat[:, i], flat[:, j], scene.depth[:, i], scene.depth[:, j], E[i], E[j], K)
+        r = M.reprojection_consistency(
+            flat[:, i], flat[:, j], scene.depth[:, i], scene.depth[:, j], E[i], E[j], K
+        )
         assert r.mean_abs_error.max() < 1e-6 and r.correlation.abs().max() < 1e-6
     # contrast does not matter: a consistent but washed-out pair keeps its correlation
     faded = 0.5 + 0.2 * (scene.rgb - 0.5)

@@ -15,8 +15,8 @@ space-to-depth space (`SpaceToDepthAutoencoder`); a small CLIP-shaped image towe
 ends with the exported pipeline folder (`SV4DPipeline.save_pretrained`), the one bundled in
 `sv4d_kit/assets/tiny_sv4d/` (see `load_tiny_pipeline`). Everything is deterministic in `config.seed`.
 
-The bundled weights were made by the defaults of `TrainConfig` (3000 steps of 8 scenes x 4 frames x 5 views at
-32 px, seed 0, one torch thread, about 1.6 s a step on a shared 2-core CPU):
+The bundled weights were made by the defaults of `TrainConfig` (5500 steps of 8 scenes x 4 frames x 5 views at
+32 px, seed 0, two torch threads, 6175 s at about 1.1 s a step on this 2-core CPU; BENCHMARKS.md):
 
     sv4d-kit train --output RUN_DIR --export sv4d_kit/assets/tiny_sv4d --no-progress   # add --resume to continue
 
@@ -80,33 +80,34 @@ class TrainConfig:
     clip_layers: int = 2
     clip_patch_size: int = 8
     # optimisation
-    steps: int = 3000
+    steps: int = 5500
     batch_scenes: int = 8
     lr: float = 3e-4
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio at the last step
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    P_mean: float = -0.6  # log-normal training noise levels
-    P_std: float = 1.4
+    P_mean: float = 0.7  # log-normal training noise levels (SVD's and SV4D's: log sigma ~ N(0.7, 1.6))
+    P_std: float = 1.6
     static_fraction: float = 0.25  # the first steps train on static orbits (3D) only
     static_mix: float = 0.2  # afterwards (4D), this share of scenes is still static
     p_uncond: float = 0.1  # condition dropout per scene
     p_mask_view: float = 0.5  # view-conditioning masking per scene
     seed: int = 0
     checkpoint_every: int = 100
-    threads: int = 1  # torch CPU threads (1: steady speed on a shared 2-core CPU)
-    # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned on validation scenes
-    # (held-out evaluation seed 50). sigma_min is high on purpose: the tiny net does not yet remove noise below
-    # sigma ~ 1, so sampling stops there and returns its denoised estimate (the last Euler step lands on D(x)).
+    threads: int = 2  # torch CPU threads (the recipe's run had the 2-core CPU to itself)
+    # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned after training on
+    # validation scenes (held-out evaluation seed 50) and written with `set_sampling_defaults`. sigma_min is high on
+    # purpose: the tiny net's samples carry coloured speckle where it cannot tell content at sigma ~ 1-5, so
+    # sampling stops early and returns its denoised estimate (the last Euler step lands on D(x)).
     sampling: dict = field(
         default_factory=lambda: dict(
-            num_inference_steps=12,
+            num_inference_steps=20,
             sigma_max=80.0,
-            sigma_min=10.0,
+            sigma_min=14.0,
             guider="constant",
             min_guidance=1.0,
-            max_guidance=2.0,
+            max_guidance=1.5,
         )  # fmt: skip
     )
 

@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from sv4d_kit.pipeline import SV4DPipeline
-from sv4d_kit.sampling import vscaling_edm_cnoise
+from sv4d_kit.sampling import denoise
 from sv4d_kit.training import TrainConfig, load_tiny_pipeline, make_batch
 
 SIGMAS = (0.02, 0.1, 0.3, 0.6, 1.0, 2.0, 5.0, 20.0)
@@ -36,6 +36,12 @@ def main() -> None:
     for c in conds:
         c["cond_view"] = c["cond_view"] * 0  # as the first chunk at inference
     cat = {k: torch.cat([c[k] for c in conds]) for k in ("concat", "crossattn", "vector", "cond_view")}
+
+    def network(x_in, c_noise, c):  # the UNet with the input-view latent appended, as in training
+        return pipe.unet(
+            torch.cat([x_in, c["concat"]], 1), c_noise, c["crossattn"], c["vector"], c["cond_view"]
+        )
+
     x0 = vae.encode_latents(batch.images[:, :, 1:].flatten(0, 2))  # (B*T*V, 48, 8, 8)
     copy = vae.encode_latents(batch.images[:, :, :1].expand_as(batch.images[:, :, 1:]).flatten(0, 2))
 
@@ -45,10 +51,7 @@ def main() -> None:
     with torch.no_grad():
         for s in SIGMAS:
             x = x0 + s * torch.randn(x0.shape, generator=g)
-            c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(torch.full((x0.shape[0], 1, 1, 1), s))
-            F = pipe.unet(torch.cat([x * c_in, cat["concat"]], 1), c_noise.flatten(), cat["crossattn"],
-                          cat["vector"], cat["cond_view"])  # fmt: skip
-            D = c_skip * x + c_out * F
+            D = denoise(network, x, torch.tensor(s), cat)
             print(
                 f"sigma {s:5.2f}  model {((D - x0) ** 2).mean():.4f}  noisy input {((x - x0) ** 2).mean():.4f}"
             )

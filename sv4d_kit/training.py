@@ -359,12 +359,17 @@ def _save_checkpoint(pipe, optimizer, step: int, losses: list[float], wall_s: fl
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
-    weights = load_file(folder / "weights.safetensors")
+def _load_weights(pipe, path: Path) -> None:
+    """Load a checkpoint's `weights.safetensors` (keys "<module>.<name>") into the trainable modules."""
+    weights = load_file(path)
     for k, m in _trainable(pipe).items():
         m.load_state_dict(
             {n[len(k) + 1 :]: t for n, t in weights.items() if n.startswith(k + ".")}, strict=True
         )
+
+
+def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
+    _load_weights(pipe, folder / "weights.safetensors")
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     state = json.loads((folder / "state.json").read_text())
     return int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
@@ -405,11 +410,7 @@ def export_checkpoint(output_dir: str | os.PathLike, export_dir: str | os.PathLi
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     config = TrainConfig.from_dict(state["config"])
     pipe = build_tiny_sv4d(config)
-    weights = load_file(out / "checkpoint" / "weights.safetensors")
-    for k, m in _trainable(pipe).items():
-        m.load_state_dict(
-            {n[len(k) + 1 :]: t for n, t in weights.items() if n.startswith(k + ".")}, strict=True
-        )
+    _load_weights(pipe, out / "checkpoint" / "weights.safetensors")
     pipe.unet.eval()
     pipe.conditioner.eval()
     return export(pipe, export_dir or out / "model")

@@ -30,7 +30,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -70,6 +70,10 @@ class TrainConfig:
     supersample: int = 2  # anti-aliasing of the renderer
     latent_shift: float = 0.80  # space-to-depth latents are (pixels - shift) * scale: ~zero mean, unit std
     latent_scale: float = 2.1
+    # None: the lossless 3·f² channels; k: the top-k principal directions of the f×f blocks (a linear autoencoder
+    # fitted by PCA on `projection_scenes` rendered training scenes when the model is built; then use shift 0)
+    latent_channels: int | None = None
+    projection_scenes: int = 48
     # model
     model_channels: int = 64
     channel_mult: tuple[int, ...] = (1, 1, 1)
@@ -143,10 +147,15 @@ class TrainConfig:
             "batch_scenes",
             "checkpoint_every",
             "threads",
+            "projection_scenes",
         ):
             positive_int(name)
         positive_int("warmup_steps", 0)
         positive_int("seed", 0)
+        channels = 3 * self.downsample_factor**2
+        k = self.latent_channels
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= channels):
+            raise ValueError(f"latent_channels must be None or an integer in [1, {channels}], got {k!r}")
         if self.frames > self.clip_frames:
             raise ValueError(f"frames must be <= clip_frames ({self.clip_frames}), got {self.frames}")
         if len(self.novel_azimuths_deg) < 1:
@@ -196,7 +205,11 @@ def build_tiny_sv4d(config: TrainConfig, seed: int | None = None):
 
     torch.manual_seed(config.seed if seed is None else seed)
     f = config.downsample_factor
-    latent = 3 * f * f
+    vae = SpaceToDepthAutoencoder(f, scaling_factor=config.latent_scale, shift_factor=config.latent_shift,
+                                  latent_channels=config.latent_channels)  # fmt: skip
+    if config.latent_channels is not None:
+        vae.fit_projection(projection_images(config))
+    latent = vae.num_latent_channels
     mc = config.model_channels
     unet_params = dict(tiny_configs("sv4d2_8views", mc, config.context_dim)["unet"])
     unet_params.update(
@@ -215,11 +228,21 @@ def build_tiny_sv4d(config: TrainConfig, seed: int | None = None):
     )
     angle = (4 * mc - mc) // 2
     conditioner = SV4DConditioner(clip_config=clip, sigma_embed_dim=4 * mc - 2 * angle, angle_embed_dim=angle,
-                                  latent_type="space_to_depth", downsample_factor=f)  # fmt: skip
-    vae = SpaceToDepthAutoencoder(f, scaling_factor=config.latent_scale, shift_factor=config.latent_shift)
+                                  latent_type="space_to_depth", downsample_factor=f,
+                                  latent_channels=config.latent_channels)  # fmt: skip
+    conditioner.share_projection(vae)
     return SV4DPipeline(unet, conditioner, vae, variant="tiny", frames_per_chunk=config.frames,
                         num_views=len(config.novel_azimuths_deg), image_size=config.image_size,
                         sampling=config.sampling)  # fmt: skip
+
+
+def projection_images(config: TrainConfig) -> torch.Tensor:
+    """The images the projected latent space is fitted on: all frames and views of `projection_scenes` training
+    scenes as the 4D phase renders them, from a seed of their own. -> (N, 3, S, S) in [-1, 1]"""
+    cfg = replace(config, seed=config.seed + 7919, static_fraction=0.0, batch_scenes=16, steps=1)
+    batches = [make_batch(cfg, i, min(16, config.projection_scenes - 16 * i))
+               for i in range(math.ceil(config.projection_scenes / 16))]  # fmt: skip
+    return torch.cat([b.images.flatten(0, 2) for b in batches])
 
 
 def load_tiny_pipeline(torch_dtype: torch.dtype | None = None):

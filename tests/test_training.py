@@ -37,6 +37,76 @@ def test_space_to_depth_bad_values():
         SpaceToDepthAutoencoder(4).encoder(torch.zeros(1, 3, 30, 30))
 
 
+def _blocky_images(n=24, seed=0):
+    """Images whose 4x4 blocks lie in a known 5-dim affine subspace: 5 block patterns, random mixing."""
+    g = torch.Generator().manual_seed(seed)
+    patterns = torch.randn(5, 48, generator=g)
+    blocks = patterns.T @ torch.randn(5, n * 64, generator=g) * 0.2 + 0.3  # (48, N*64)
+    return torch.nn.functional.pixel_shuffle(blocks.T.reshape(n, 8, 8, 48).permute(0, 3, 1, 2), 4), patterns
+
+
+def test_projected_latents_fit_the_principal_directions():
+    images, patterns = _blocky_images()
+    vae = SpaceToDepthAutoencoder(4, scaling_factor=2.0, latent_channels=5)
+    variances = vae.fit_projection(images)
+    assert variances.shape == (48,)
+    assert torch.all(variances[5:] < 1e-8 * variances[0])  # 5 directions carry all the variance
+    basis = vae.encoder.basis
+    torch.testing.assert_close(basis.T @ basis, torch.eye(5), atol=1e-5, rtol=0)  # orthonormal
+    # the basis spans the pattern space: projecting the patterns onto it changes nothing
+    torch.testing.assert_close(patterns @ basis @ basis.T, patterns, atol=1e-4, rtol=0)
+    # so these images round-trip (nearly) exactly through 5 channels
+    z = vae.encode_latents(images)
+    assert z.shape == (24, 5, 8, 8)
+    torch.testing.assert_close(vae.decode(z / 2.0).sample, images, atol=1e-4, rtol=0)
+    # a fresh image outside the subspace loses exactly its component orthogonal to the basis
+    other = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    blocks = torch.nn.functional.pixel_unshuffle(other, 4).permute(0, 2, 3, 1).reshape(-1, 48)
+    blocks = blocks - vae.encoder.center
+    residual = blocks - blocks @ basis @ basis.T
+    error = (vae.decode(encode_mode(vae, other)).sample - other).pow(2).sum()
+    torch.testing.assert_close(error, residual.pow(2).sum(), atol=1e-3, rtol=1e-4)
+
+
+def test_projected_latents_with_all_channels_are_lossless_and_bad_values_raise():
+    images, _ = _blocky_images()
+    vae = SpaceToDepthAutoencoder(4, latent_channels=48)
+    vae.fit_projection(images)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    torch.testing.assert_close(vae.decode(encode_mode(vae, x)).sample, x, atol=1e-5, rtol=0)  # a rotation
+    for bad in (0, 49, 2.5, True):
+        with pytest.raises(ValueError, match="latent_channels"):
+            SpaceToDepthAutoencoder(4, latent_channels=bad)
+    with pytest.raises(ValueError, match="fit_projection"):
+        SpaceToDepthAutoencoder(4).fit_projection(images)
+    with pytest.raises(ValueError, match=r"z must be \(B, 5"):
+        SpaceToDepthAutoencoder(4, latent_channels=5).decode(torch.zeros(1, 48, 8, 8))
+    with pytest.raises(ValueError, match="latent_channels"):
+        training.TrainConfig(latent_channels=49)
+
+
+def test_projected_latent_model_shares_one_projection_and_survives_export(tmp_path):
+    from sv4d_kit.pipeline import SV4DPipeline
+
+    config = training.TrainConfig(**SMALL, steps=2, latent_channels=6, latent_shift=0.0, projection_scenes=4)
+    pipe = training.build_tiny_sv4d(config)
+    again = training.build_tiny_sv4d(config)  # the fit is a pure function of the config
+    assert torch.equal(pipe.vae.encoder.basis, again.vae.encoder.basis)
+    assert pipe.unet.config.in_channels == 12 and pipe.unet.config.out_channels == 6
+    for name in ("cond_frames_encoder", "cond_view_encoder", "cond_motion_encoder"):
+        assert torch.equal(getattr(pipe.conditioner, name).encoder.basis, pipe.vae.encoder.basis)
+    batch = training.make_batch(config, 0)
+    loss = training.diffusion_loss(pipe, batch, config, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    training.export(pipe, tmp_path / "m", fp16=False)
+    loaded = SV4DPipeline.from_pretrained(tmp_path / "m")
+    assert torch.equal(loaded.vae.encoder.basis, pipe.vae.encoder.basis)
+    assert torch.equal(loaded.conditioner.cond_view_encoder.encoder.center, pipe.vae.encoder.center)
+    out = loaded(torch.rand(2, 3, 16, 16), num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                 progress=False)  # fmt: skip
+    assert out.images.shape == (2, 3, 3, 16, 16) and torch.isfinite(out.images).all()
+
+
 def test_conditioner_space_to_depth_encoders_are_parameter_free():
     cond = SV4DConditioner(
         clip_config=dict(image_size=16, patch_size=8, width=32, layers=1, head_width=16, embed_dim=32),

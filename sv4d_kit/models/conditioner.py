@@ -72,7 +72,8 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
     Config: `clip_config` (`CLIPImageEncoder` kwargs), `vae_config` (the sgm `ddconfig` of the VAE encoders),
     `sigma_embed_dim` / `angle_embed_dim` (256 / 512 in SV4D 2.0), `encoder_noise_sigma` (1e-5).
     None means SV4D 2.0's full size (ViT-H/14, the SD VAE). `latent_type` "vae" (SV4D 2.0) or "space_to_depth"
-    (the tiny model: parameter-free `SpaceToDepthAutoencoder` encoders with `downsample_factor`, no vae_config).
+    (the tiny model: parameter-free `SpaceToDepthAutoencoder` encoders with `downsample_factor` and
+    `latent_channels`, no vae_config; their projection must equal the pipeline VAE's, see `share_projection`).
     """
 
     @register_to_config
@@ -85,6 +86,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         encoder_noise_sigma: float = 1e-5,
         latent_type: str = "vae",
         downsample_factor: int = 4,
+        latent_channels: int | None = None,
     ):
         super().__init__()
         if latent_type not in LATENT_TYPES:
@@ -102,9 +104,10 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
             self.cond_view_encoder = VAEEncoder(vae_config)
             self.cond_motion_encoder = VAEEncoder(vae_config)
         else:  # the tiny model's parameter-free latent space: unscaled space-to-depth latents
-            self.cond_frames_encoder = SpaceToDepthAutoencoder(downsample_factor)
-            self.cond_view_encoder = SpaceToDepthAutoencoder(downsample_factor)
-            self.cond_motion_encoder = SpaceToDepthAutoencoder(downsample_factor)
+            latent = dict(downsample_factor=downsample_factor, latent_channels=latent_channels)
+            self.cond_frames_encoder = SpaceToDepthAutoencoder(**latent)
+            self.cond_view_encoder = SpaceToDepthAutoencoder(**latent)
+            self.cond_motion_encoder = SpaceToDepthAutoencoder(**latent)
 
     @classmethod
     def from_reference_configs(
@@ -312,6 +315,14 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
             "cond_view": view_latents,
             "cond_motion": motion_latents,
         }
+
+    @torch.no_grad()
+    def share_projection(self, vae: SpaceToDepthAutoencoder) -> None:
+        """Give the space-to-depth encoders the projection (`center`, `basis`) of the pipeline's latent space."""
+        for encoder in (self.cond_frames_encoder, self.cond_view_encoder, self.cond_motion_encoder):
+            if not isinstance(encoder, SpaceToDepthAutoencoder):
+                raise ValueError("share_projection needs latent_type 'space_to_depth'")
+            encoder.encoder.load_state_dict(vae.encoder.state_dict())
 
     def unconditional(self, c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The negative conditioning `uc` for `c`: what the reference gets with `force_uc_zero_embeddings`.

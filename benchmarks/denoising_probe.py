@@ -2,8 +2,9 @@
 
 For one rendered batch of 4 training-distribution scenes (`TrainConfig(seed=12345)`, step 3, view conditioning
 masked) it prints, per σ, the mean squared error of the model's D(x₀ + σε) against x₀ in latent units, and of the
-noisy input; then the bound of the best per-patch linear (Wiener) denoiser, computed from the covariance of the
-48-dim latent patches of 3 batches of 16 scenes; then copy-the-input-view and the batch's per-pixel mean.
+noisy input, also split into latent pixels whose block is pure white background (x₀ known exactly) and the rest;
+then the bound of the best per-patch linear (Wiener) denoiser, computed from the covariance of the latent
+patches of 3 batches of 16 scenes; then copy-the-input-view and the batch's per-pixel mean.
     python benchmarks/denoising_probe.py [MODEL_DIR]   (default: the bundled tiny SV4D)
 """
 
@@ -42,7 +43,12 @@ def main() -> None:
             torch.cat([x_in, c["concat"]], 1), c_noise, c["crossattn"], c["vector"], c["cond_view"]
         )
 
-    x0 = vae.encode_latents(batch.images[:, :, 1:].flatten(0, 2))  # (B*T*V, 48, 8, 8)
+    targets = batch.images[:, :, 1:].flatten(0, 2)  # (B*T*V, 3, 32, 32) in [-1, 1]
+    x0 = vae.encode_latents(targets)  # (B*T*V, C, 8, 8)
+    f = vae.config.downsample_factor
+    background = (torch.nn.functional.pixel_unshuffle(targets, f) == 1).all(
+        1
+    )  # (B*T*V, 8, 8): all-white blocks
     copy = vae.encode_latents(batch.images[:, :, :1].expand_as(batch.images[:, :, 1:]).flatten(0, 2))
 
     # 2. The model's denoising error per sigma
@@ -52,9 +58,11 @@ def main() -> None:
         for s in SIGMAS:
             x = x0 + s * torch.randn(x0.shape, generator=g)
             D = denoise(network, x, torch.tensor(s), cat)
-            print(
-                f"sigma {s:5.2f}  model {((D - x0) ** 2).mean():.4f}  noisy input {((x - x0) ** 2).mean():.4f}"
-            )
+            error = ((D - x0) ** 2).mean(1)  # (B*T*V, 8, 8) per latent pixel
+            print(f"sigma {s:5.2f}  model {error.mean():.4f}  noisy input {((x - x0) ** 2).mean():.4f}  "
+                  f"pure-background tokens {error[background].mean():.4f}  object tokens "
+                  f"{error[~background].mean():.4f}")  # fmt: skip
+    print(f"pure-background tokens: {background.float().mean():.2f} of all")
 
     # 3. The per-patch linear (Wiener) bound: E[mse] = mean over eigenvalues l of l s² / (l + s²)
     cfg = TrainConfig(steps=10, static_fraction=0.0, batch_scenes=16, seed=777)

@@ -2,7 +2,8 @@
 
 For one rendered batch of 4 training-distribution scenes (`TrainConfig(seed=12345)`, step 3, view conditioning
 masked) it prints, per σ, the mean squared error of the model's D(x₀ + σε) against x₀ in latent units, and of the
-noisy input, also split into latent pixels whose block is pure white background (x₀ known exactly) and the rest;
+noisy input, also split into latent pixels whose block is pure white background (x₀ known exactly) and the rest,
+and the decoded D's pixel MSE (in [0, 1], comparable across latent spaces) on those blocks;
 then the bound of the best per-patch linear (Wiener) denoiser, computed from the covariance of the latent
 patches of 3 batches of 16 scenes; then copy-the-input-view and the batch's per-pixel mean.
     python benchmarks/denoising_probe.py [MODEL_DIR]   (default: the bundled tiny SV4D)
@@ -12,6 +13,7 @@ import argparse
 
 import torch
 
+from sv4d_kit.models.autoencoder import decode_latents
 from sv4d_kit.pipeline import SV4DPipeline
 from sv4d_kit.sampling import denoise
 from sv4d_kit.training import TrainConfig, load_tiny_pipeline, make_batch
@@ -46,9 +48,8 @@ def main() -> None:
     targets = batch.images[:, :, 1:].flatten(0, 2)  # (B*T*V, 3, 32, 32) in [-1, 1]
     x0 = vae.encode_latents(targets)  # (B*T*V, C, 8, 8)
     f = vae.config.downsample_factor
-    background = (torch.nn.functional.pixel_unshuffle(targets, f) == 1).all(
-        1
-    )  # (B*T*V, 8, 8): all-white blocks
+    blocks = torch.nn.functional.pixel_unshuffle(targets, f)  # (B*T*V, 3·f², 8, 8)
+    background = (blocks == 1).all(1)  # (B*T*V, 8, 8): latent pixels whose block is all white
     copy = vae.encode_latents(batch.images[:, :, :1].expand_as(batch.images[:, :, 1:]).flatten(0, 2))
 
     # 2. The model's denoising error per sigma
@@ -59,9 +60,13 @@ def main() -> None:
             x = x0 + s * torch.randn(x0.shape, generator=g)
             D = denoise(network, x, torch.tensor(s), cat)
             error = ((D - x0) ** 2).mean(1)  # (B*T*V, 8, 8) per latent pixel
+            # the same in pixels: decoded D against the rendered images, both in [0, 1]
+            pixels = torch.nn.functional.pixel_unshuffle(decode_latents(vae, D) - (targets + 1) / 2, f)
+            pixel_error = (pixels**2).mean(1)  # (B*T*V, 8, 8) per block
             print(f"sigma {s:5.2f}  model {error.mean():.4f}  noisy input {((x - x0) ** 2).mean():.4f}  "
                   f"pure-background tokens {error[background].mean():.4f}  object tokens "
-                  f"{error[~background].mean():.4f}")  # fmt: skip
+                  f"{error[~background].mean():.4f}  | pixel MSE: background {pixel_error[background].mean():.5f}"
+                  f"  object {pixel_error[~background].mean():.5f}")  # fmt: skip
     print(f"pure-background tokens: {background.float().mean():.2f} of all")
 
     # 3. The per-patch linear (Wiener) bound: E[mse] = mean over eigenvalues l of l s² / (l + s²)

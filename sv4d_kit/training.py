@@ -9,7 +9,9 @@ the input view and V novel views on an orbit, and regresses the UNet onto the v-
 with SV4D 2.0's tricks: condition dropout (a scene's whole conditioning replaced by `conditioner.unconditional`,
 so classifier-free guidance works), random masking of the view conditioning (as the first chunk at inference) and
 the progressive schedule (static orbits first, then moving scenes). Latents live in the parameter-free
-space-to-depth space (`SpaceToDepthAutoencoder`); a small CLIP-shaped image tower is trained jointly from scratch.
+space-to-depth space (`SpaceToDepthAutoencoder`; with `latent_channels` k, projected onto the k leading principal
+directions of the blocks, fitted on rendered scenes when the model is built); a small CLIP-shaped image tower is
+trained jointly from scratch.
 
 `train(config, output_dir)` writes resumable checkpoints (safetensors weights, `weights_only` optimizer state) and
 ends with the exported pipeline folder (`SV4DPipeline.save_pretrained`), the one bundled in

@@ -53,7 +53,7 @@ class SpaceToDepthEncoder(nn.Module):
         if x.ndim != 4 or x.shape[-1] % f or x.shape[-2] % f:
             raise ValueError(f"x must be (B, C, H, W) with H and W divisible by {f}, got {tuple(x.shape)}")
         z = self.project(F.pixel_unshuffle(x, f))  # (B, C, H, W) -> (B, C*f*f, H/f, W/f) -> (B, k, H/f, W/f)
-        return torch.cat([z, torch.zeros_like(z)], dim=1)  # (mean, "logvar") -> (B, 2*C*f*f, H/f, W/f)
+        return torch.cat([z, torch.zeros_like(z)], dim=1)  # (mean, "logvar") -> (B, 2k, H/f, W/f)
 
 
 class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):

@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 from sv4d_kit import cameras, synthetic
 from sv4d_kit.models.checkpoint import tiny_configs
 from sv4d_kit.models.conditioner import SV4DConditioner
-from sv4d_kit.models.latent import SpaceToDepthAutoencoder
+from sv4d_kit.models.latent import SpaceToDepthAutoencoder, check_latent_channels
 from sv4d_kit.models.unet import SV4DUNet
 from sv4d_kit.sampling import vscaling_edm_cnoise
 
@@ -154,10 +154,7 @@ class TrainConfig:
             positive_int(name)
         positive_int("warmup_steps", 0)
         positive_int("seed", 0)
-        channels = 3 * self.downsample_factor**2
-        k = self.latent_channels
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= channels):
-            raise ValueError(f"latent_channels must be None or an integer in [1, {channels}], got {k!r}")
+        check_latent_channels(self.latent_channels, 3 * self.downsample_factor**2)
         if self.frames > self.clip_frames:
             raise ValueError(f"frames must be <= clip_frames ({self.clip_frames}), got {self.frames}")
         if len(self.novel_azimuths_deg) < 1:

@@ -21,6 +21,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 
+def check_latent_channels(latent_channels, block_channels: int) -> None:
+    """Raise ValueError unless `latent_channels` is None or an integer in [1, block_channels] (C·f²)."""
+    k = latent_channels
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= block_channels):
+        raise ValueError(f"latent_channels must be None or an integer in [1, {block_channels}], got {k!r}")
+
+
 class SpaceToDepthEncoder(nn.Module):
     """Images (B, C, H, W) in [-1, 1] -> moments (B, 2k, H/f, W/f) = [z, zeros], z = pixel_unshuffle(x) (k = C·f²),
     or its projection `(z - center) @ basis` onto k principal directions when `latent_channels` is k."""
@@ -57,7 +64,8 @@ class SpaceToDepthEncoder(nn.Module):
 
 
 class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
-    """The tiny model's "VAE": exact pixel unshuffle / shuffle, no trained parameters.
+    """The tiny model's "VAE": pixel unshuffle / shuffle (exact, or through a fitted projection), no trained
+    parameters.
 
     Config: `downsample_factor` f, `in_channels` (3), `scaling_factor` and `shift_factor` (sampler latents are
     `scaling_factor * (unshuffled pixels - shift_factor)`), `latent_channels` (None: all in_channels * f²
@@ -84,15 +92,7 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(f"in_channels must be >= 1, got {in_channels!r}")
         if not scaling_factor > 0:
             raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}")
-        n = in_channels * downsample_factor**2
-        if latent_channels is not None and (
-            isinstance(latent_channels, bool)
-            or not isinstance(latent_channels, int)
-            or not 1 <= latent_channels <= n
-        ):
-            raise ValueError(
-                f"latent_channels must be None or an integer in [1, {n}], got {latent_channels!r}"
-            )
+        check_latent_channels(latent_channels, in_channels * downsample_factor**2)
         self.encoder = SpaceToDepthEncoder(downsample_factor, in_channels, latent_channels)
         self.quant_conv = None
         # diffusers reads a model's dtype from its tensors and saves one weights file: one scalar buffer

@@ -164,7 +164,8 @@ def comparison_image(
     return img.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-TABLE_METRICS = ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "temporal_flicker",
+TABLE_METRICS = ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "silhouette_precision",
+                 "silhouette_recall", "temporal_flicker",
                  "multiview_consistency_error", "multiview_consistency_correlation",
                  "multiview_consistency_correlation_gt")  # fmt: skip
 

@@ -165,6 +165,25 @@ def silhouette_iou(
     return iou.to(_work_dtype(torch.as_tensor(pred), torch.as_tensor(target)))
 
 
+def silhouette_precision_recall(
+    pred: torch.Tensor, target: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precision |pred ∩ target| / |pred| and recall |pred ∩ target| / |target| of two silhouettes per image.
+
+    Tells how an IoU is lost: a halo of extra pixels lowers precision, missing parts lower recall. Inputs as in
+    `silhouette_iou`; an empty pred (target) gives precision (recall) 1.0. -> ((...), (...)) float
+    """
+    a, b = _as_mask("pred", pred, threshold), _as_mask("target", target, threshold)
+    _check_same_shape(a, b)
+    inter = (a & b).sum(dim=(-3, -2, -1)).double()
+    out = []
+    for m in (a, b):
+        n = m.sum(dim=(-3, -2, -1)).double()
+        ratio = torch.where(n > 0, inter / n.clamp_min(1), torch.ones_like(n))
+        out.append(ratio.to(_work_dtype(torch.as_tensor(pred), torch.as_tensor(target))))
+    return out[0], out[1]
+
+
 def temporal_flicker(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Temporal flicker: mean |(p_{t+1} − p_t) − (g_{t+1} − g_t)| over frames, channels and pixels, per video.
 
@@ -428,6 +447,9 @@ def evaluate_matrix(
       psnr_db, ssim             per image, averaged over frames and views; PSNR capped at 100 dB
       psnr_in_mask_db           PSNR over the pixels where gt_alpha > 0.5
       silhouette_iou            IoU of `silhouette(pred)` and `silhouette(gt)` (non-white pixels)
+      silhouette_precision, silhouette_recall
+                                the share of the predicted silhouette inside the true one, and of the true one
+                                covered (`silhouette_precision_recall`)
       temporal_flicker          `temporal_flicker` of each view's video (lower is better, 0 is perfect)
       multiview_consistency_error, multiview_consistency_psnr_db, multiview_visible_fraction
                                 view v's pixels against every other view j ≠ v of the matrix (`pairs` "all") or
@@ -466,11 +488,14 @@ def evaluate_matrix(
     per_view = {}
     for v in views:
         p, g = pred[:, v], gt[:, v]  # (T, 3, H, W)
+        precision, recall = silhouette_precision_recall(p, g)
         per_view[v] = {
             "psnr_db": float(psnr(p, g).double().mean()),
             "psnr_in_mask_db": float(_nanmean(psnr(p, g, mask=gt_alpha[:, v] > 0.5).double())),
             "ssim": float(ssim(p, g).double().mean()),
             "silhouette_iou": float(silhouette_iou(p, g).double().mean()),
+            "silhouette_precision": float(precision.double().mean()),
+            "silhouette_recall": float(recall.double().mean()),
             "temporal_flicker": float(temporal_flicker(p, g)) if T > 1 else math.nan,
         }
 

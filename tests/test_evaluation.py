@@ -41,6 +41,8 @@ def test_evaluate_reports_every_method_and_view(pipe):
             "ssim",
             "psnr_in_mask_db",
             "silhouette_iou",
+            "silhouette_precision",
+            "silhouette_recall",
             "temporal_flicker",
             "multiview_consistency_error",
             "multiview_consistency_correlation",

@@ -225,6 +225,19 @@ def test_silhouette_iou_of_discs_matches_the_analytic_value(c1, r1, c2, r2):
     assert M.silhouette_iou(M.silhouette(a), M.silhouette(b)).item() == M.silhouette_iou(b, a).item()
 
 
+def test_silhouette_precision_recall_of_nested_discs():
+    big, small = disc_image((64, 64), 40), disc_image((64, 64), 20, color=(0.1, 0.5, 0.9))
+    precision, recall = M.silhouette_precision_recall(big, small)  # a halo around the truth
+    assert recall.item() == 1.0 and precision.item() == pytest.approx(0.25, abs=0.01)
+    precision, recall = M.silhouette_precision_recall(small, big)  # a part of the truth
+    assert precision.item() == 1.0 and recall.item() == pytest.approx(0.25, abs=0.01)
+    white = torch.ones(3, 128, 128)
+    assert [x.item() for x in M.silhouette_precision_recall(white, big)] == [1.0, 0.0]
+    assert [x.item() for x in M.silhouette_precision_recall(big, white)] == [0.0, 1.0]
+    with pytest.raises(ValueError):
+        M.silhouette_precision_recall(torch.ones(2, 32, 32), big)
+
+
 def test_silhouette_iou_edge_cases_and_batches():
     white, disc = torch.ones(3, 32, 32), disc_image((16, 16), 8, size=32)
     assert M.silhouette_iou(white, white).item() == 1.0  # both empty
@@ -447,6 +460,8 @@ KEYS = {
     "psnr_in_mask_db",
     "ssim",
     "silhouette_iou",
+    "silhouette_precision",
+    "silhouette_recall",
     "temporal_flicker",
     "multiview_consistency_error",
     "multiview_consistency_psnr_db",
@@ -471,6 +486,7 @@ def test_evaluate_matrix_of_ground_truth_gives_the_best_scores(scene):
         assert set(values) >= KEYS and all(isinstance(values[k], float) for k in KEYS), v
         assert values["psnr_db"] == values["psnr_in_mask_db"] == M.MAX_PSNR_DB
         assert values["ssim"] == pytest.approx(1.0, abs=1e-6) and values["silhouette_iou"] == 1.0
+        assert values["silhouette_precision"] == values["silhouette_recall"] == 1.0
         assert values["temporal_flicker"] == 0.0
         assert values["multiview_consistency_error"] == values["multiview_consistency_error_gt"]
         assert values["multiview_consistency_correlation"] == values["multiview_consistency_correlation_gt"]

@@ -149,6 +149,19 @@ def _as_mask(name: str, x, threshold: float) -> torch.Tensor:
     raise ValueError(f"{name} must be images (..., 3, H, W) or masks (..., 1, H, W), got {tuple(x.shape)}")
 
 
+def _silhouette_counts(pred, target, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel counts |pred ∩ target|, |pred|, |target| of two silhouettes per image (float64, shape (...))."""
+    a, b = _as_mask("pred", pred, threshold), _as_mask("target", target, threshold)
+    _check_same_shape(a, b)
+    return tuple(m.sum(dim=(-3, -2, -1)).double() for m in (a & b, a, b))
+
+
+def _share(part: torch.Tensor, whole: torch.Tensor, pred, target) -> torch.Tensor:
+    """part / whole, 1.0 where whole is empty, in the inputs' working dtype."""
+    ratio = torch.where(whole > 0, part / whole.clamp_min(1), torch.ones_like(whole))
+    return ratio.to(_work_dtype(torch.as_tensor(pred), torch.as_tensor(target)))
+
+
 def silhouette_iou(
     pred: torch.Tensor, target: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD
 ) -> torch.Tensor:
@@ -157,12 +170,8 @@ def silhouette_iou(
     `pred` and `target` are each images (..., 3, H, W), reduced by `silhouette(·, threshold)`, or masks
     (..., 1, H, W) (bool, or float thresholded at 0.5). -> (...) float
     """
-    a, b = _as_mask("pred", pred, threshold), _as_mask("target", target, threshold)
-    _check_same_shape(a, b)
-    inter = (a & b).sum(dim=(-3, -2, -1)).double()
-    union = (a | b).sum(dim=(-3, -2, -1)).double()
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-    return iou.to(_work_dtype(torch.as_tensor(pred), torch.as_tensor(target)))
+    inter, n_pred, n_target = _silhouette_counts(pred, target, threshold)
+    return _share(inter, n_pred + n_target - inter, pred, target)
 
 
 def silhouette_precision_recall(
@@ -173,15 +182,8 @@ def silhouette_precision_recall(
     Tells how an IoU is lost: a halo of extra pixels lowers precision, missing parts lower recall. Inputs as in
     `silhouette_iou`; an empty pred (target) gives precision (recall) 1.0. -> ((...), (...)) float
     """
-    a, b = _as_mask("pred", pred, threshold), _as_mask("target", target, threshold)
-    _check_same_shape(a, b)
-    inter = (a & b).sum(dim=(-3, -2, -1)).double()
-    out = []
-    for m in (a, b):
-        n = m.sum(dim=(-3, -2, -1)).double()
-        ratio = torch.where(n > 0, inter / n.clamp_min(1), torch.ones_like(n))
-        out.append(ratio.to(_work_dtype(torch.as_tensor(pred), torch.as_tensor(target))))
-    return out[0], out[1]
+    inter, n_pred, n_target = _silhouette_counts(pred, target, threshold)
+    return _share(inter, n_pred, pred, target), _share(inter, n_target, pred, target)
 
 
 def temporal_flicker(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -488,12 +490,13 @@ def evaluate_matrix(
     per_view = {}
     for v in views:
         p, g = pred[:, v], gt[:, v]  # (T, 3, H, W)
-        precision, recall = silhouette_precision_recall(p, g)
+        sp, sg = silhouette(p), silhouette(g)  # (T, 1, H, W), once for the three silhouette metrics
+        precision, recall = silhouette_precision_recall(sp, sg)
         per_view[v] = {
             "psnr_db": float(psnr(p, g).double().mean()),
             "psnr_in_mask_db": float(_nanmean(psnr(p, g, mask=gt_alpha[:, v] > 0.5).double())),
             "ssim": float(ssim(p, g).double().mean()),
-            "silhouette_iou": float(silhouette_iou(p, g).double().mean()),
+            "silhouette_iou": float(silhouette_iou(sp, sg).double().mean()),
             "silhouette_precision": float(precision.double().mean()),
             "silhouette_recall": float(recall.double().mean()),
             "temporal_flicker": float(temporal_flicker(p, g)) if T > 1 else math.nan,

@@ -11,10 +11,11 @@ from sv4d_kit.models.autoencoder import decode_latents, encode_mode
 from sv4d_kit.models.conditioner import SV4DConditioner
 from sv4d_kit.models.latent import SpaceToDepthAutoencoder
 
-# A very small recipe: 16-pixel images, 2 frames x 2 views, 2 scenes per step.
+# A very small recipe: 16-pixel images, 2 frames x 2 views, 2 scenes per step (a projected latent space is
+# fitted on 4 scenes).
 SMALL = dict(image_size=16, frames=2, novel_azimuths_deg=(120.0, 240.0), model_channels=32, channel_mult=(1,),
              num_head_channels=32, context_dim=32, clip_width=32, clip_layers=1, batch_scenes=2, supersample=1,
-             warmup_steps=0, lr=1e-3, static_fraction=0.5, threads=1)  # fmt: skip
+             warmup_steps=0, lr=1e-3, static_fraction=0.5, threads=1, projection_scenes=4)  # fmt: skip
 
 
 def test_space_to_depth_round_trip_is_exact():
@@ -88,7 +89,7 @@ def test_projected_latents_with_all_channels_are_lossless_and_bad_values_raise()
 def test_projected_latent_model_shares_one_projection_and_survives_export(tmp_path):
     from sv4d_kit.pipeline import SV4DPipeline
 
-    config = training.TrainConfig(**SMALL, steps=2, latent_channels=6, latent_shift=0.0, projection_scenes=4)
+    config = training.TrainConfig(**SMALL, steps=2, latent_channels=6, latent_shift=0.0)
     pipe = training.build_tiny_sv4d(config)
     again = training.build_tiny_sv4d(config)  # the fit is a pure function of the config
     assert torch.equal(pipe.vae.encoder.basis, again.vae.encoder.basis)
@@ -135,8 +136,13 @@ def test_bad_config_raises(field, value):
         training.TrainConfig.from_dict({"stepz": 3})
 
 
-def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
-    config = training.TrainConfig(**SMALL, steps=10)
+@pytest.mark.parametrize(
+    "latent",
+    [{}, {"latent_channels": 24, "latent_shift": 0.0, "latent_scale": 1.44}],
+    ids=["lossless", "projected"],
+)
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(latent):
+    config = training.TrainConfig(**SMALL, **latent, steps=10)
     pipe = training.build_tiny_sv4d(config)
     assert not pipe.unet.config.use_3d_attention  # view attention across the V views (8-view layout)
     batch = training.make_batch(config, step=7)

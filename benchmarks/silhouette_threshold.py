@@ -36,12 +36,11 @@ def main() -> None:
         scene = evaluation.heldout_scene(i, args.seed, relative, pipe.config.image_size, 8)
         truth = metrics.silhouette(scene.images[:, 1:])  # (T, V, 1, H, W)
         for m in methods:
-            out = evaluation.generate(pipe, scene, m, seed=args.seed * 100_003 + i)
+            out = evaluation.generate(pipe, scene, m, seed=evaluation.sampling_seed(args.seed, i))
             for k, threshold in enumerate(THRESHOLDS):
                 pred = metrics.silhouette(out[:, 1:], threshold=threshold)
-                inter = (pred & truth).sum(dim=(0, 2, 3, 4)).float()  # (V,)
-                union = (pred | truth).sum(dim=(0, 2, 3, 4)).float()
-                iou[m][k] += inter / union.clamp(min=1) / args.scenes
+                # per image, then over the frames, as `sv4d-kit evaluate` averages it: (T, V) -> (V,)
+                iou[m][k] += metrics.silhouette_iou(pred, truth).double().mean(0).float() / args.scenes
 
     print(f"{args.scenes} scenes, evaluation seed {args.seed}; IoU per novel view, then the mean")
     for m in methods:

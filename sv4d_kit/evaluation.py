@@ -70,6 +70,11 @@ def heldout_scene(
     return HeldOutScene(scene_seed, out.rgb, out.alpha, out.depth, E, K, azimuths, elevation_deg)
 
 
+def sampling_seed(seed: int, index: int) -> int:
+    """The generator seed `evaluate` samples held-out scene `index` of evaluation seed `seed` with."""
+    return seed * 100_003 + index
+
+
 def generate(pipe, scene: HeldOutScene, method: str, seed: int, steps: int | None = None) -> torch.Tensor:
     """The (T, V+1, 3, H, W) matrix a method makes from the scene's input-view clip."""
     if method == "copy_input":
@@ -122,7 +127,7 @@ def evaluate(
         scene = heldout_scene(i, seed, relative, pipe.config.image_size, frames, elevation_deg)
         made = {}
         for method in methods:
-            matrix = generate(pipe, scene, method, seed=seed * 100_003 + i, steps=steps)
+            matrix = generate(pipe, scene, method, seed=sampling_seed(seed, i), steps=steps)
             made[method] = matrix
             result = metrics.evaluate_matrix(
                 matrix, scene.images, scene.alpha, scene.depth, scene.extrinsics, scene.K

@@ -184,9 +184,9 @@ def cmd_scene(args) -> None:
 
 
 MODEL_KEYS = ("variant", "frames_per_chunk", "num_views", "image_size")
-DEMO_FRAMES = (
-    8  # the demo's default clip length, chosen with the tiny model's steps to stay within ~30 s on 2 cores
-)
+# The demo's default clip length: the tiny model samples chunks of 4 frames overlapping by one, so 7 frames are
+# exactly two chunks (8 would need a third chunk for one frame); with its 20 steps this stays within ~30 s on 2 cores.
+DEMO_FRAMES = 7
 SAMPLE = "sample_moving_object.gif"  # the bundled demo input (sv4d_kit/assets/), made by sv4d_kit.synthetic
 
 
@@ -431,9 +431,9 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    _quiet_libraries()
     try:
         args = parser.parse_args(argv)
+        _quiet_libraries()  # after parsing: `--help` and usage errors need no diffusers import (seconds here)
         args.func(args)
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -304,11 +304,12 @@ class SV4DPipeline(DiffusionPipeline):
         frames: (T, 3, H, W) in [0, 1] (one frame (3, H, W) or (1, 3, H, W) gives a still clip: "one image ->
         360°"), preprocessed (object centred on white, see `sv4d_kit.preprocess`). elevations_deg: one value or
         V+1 values; azimuths_deg: V+1 values, view 0 = input view (default: the variant's). guider: "linear" (sv4d2),
-        "spatiotemporal" (8 views), "triangle", "constant" or "none" with its min/max scale. generator or seed
-        make it deterministic. callback_on_step_end(pipe, step, sigma, tensors) gets {"latents", "denoised",
-        "chunk"} and may return {"latents": ...} to change them. s_churn, s_tmin, s_tmax, s_noise: the reference
-        sampler's churn (off by default). Options left None take the model's `config.sampling`, then the
-        reference's. output_type: "pt", "np" or "pil".
+        "spatiotemporal" (8 views), "triangle", "constant" or "none" with its min/max scale; a scale of 1 everywhere
+        ("none", or "constant" at 1) runs the network once a step instead of twice (the unconditional half is
+        skipped). generator or seed make it deterministic. callback_on_step_end(pipe, step, sigma, tensors) gets
+        {"latents", "denoised", "chunk"} and may return {"latents": ...} to change them. s_churn, s_tmin, s_tmax,
+        s_noise: the reference sampler's churn (off by default). Options left None take the model's
+        `config.sampling`, then the reference's. output_type: "pt", "np" or "pil".
         """
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         defaults = VARIANTS[self.config.variant]
@@ -386,7 +387,9 @@ class SV4DPipeline(DiffusionPipeline):
             latents = sampling.initial_latent(noise, sigmas)
 
             # 7. Denoising loop: Euler steps (with the reference's optional churn) of the guided, V-scaled denoiser
-            denoiser = sampling.make_denoiser(self.unet, scale, image_only_indicator=0.0 if first else 1.0)
+            denoiser = sampling.make_denoiser(
+                self.unet, scale, image_only_indicator=0.0 if first else 1.0, skip_unguided=True
+            )  # guidance 1 everywhere: the unconditional half is skipped
 
             def step_end(i, latents, denoised, chunk=chunk):
                 if bar is not None:

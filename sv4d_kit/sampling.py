@@ -173,15 +173,18 @@ def build_uncond_batch(
     return torch.cat([x, x]), torch.cat([sigma, sigma]), batch
 
 
-def make_denoiser(unet, scale, image_only_indicator=0.0):
+def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = False):
     """Wrap an SV4D UNet into the guided denoiser `denoiser(x, sigma, cond, uncond)` that the samplers call.
 
     `unet(x, timesteps, context, y, cond_view, cond_motion, image_only_indicator, num_video_frames)` is the
     reference forward; x gets `concat` appended on channels and timesteps are c_noise, one per frame. `scale`
-    is the per-frame guidance scale (see `linear_scale`, `spatiotemporal_scale`).
+    is the per-frame guidance scale (see `linear_scale`, `spatiotemporal_scale`). The reference always runs the
+    [uncond; cond] pair; with `skip_unguided` and every scale 1 (where guidance returns the conditional half) only
+    the conditional half runs: half the network cost, equal up to float rounding.
     """
+    unguided = skip_unguided and bool(torch.all(torch.as_tensor(scale) == 1))
 
-    def network(x_in, c_noise, batch):
+    def network(x_in, c_noise, batch, videos=2):
         if "concat" in batch:
             x_in = torch.cat([x_in, batch["concat"]], dim=1)  # (2N, 4, h, w) -> (2N, 8, h, w)
         return unet(
@@ -192,10 +195,20 @@ def make_denoiser(unet, scale, image_only_indicator=0.0):
             batch.get("cond_view"),
             batch.get("cond_motion"),
             batch["image_only_indicator"],
-            x_in.shape[0] // 2,  # num_video_frames = T*V
+            x_in.shape[0] // videos,  # num_video_frames = T*V
         )
 
+    def conditional(x_in, c_noise, batch):
+        return network(x_in, c_noise, batch, videos=1)
+
     def denoiser(x, sigma, cond, uncond):
+        if unguided:  # (N, ...) only: the conditional video
+            indicator = image_only_indicator
+            if torch.is_tensor(indicator):
+                indicator = indicator.reshape(-1, x.shape[0])[-1:]  # the cond row of a (2, N) indicator
+            else:
+                indicator = x.new_full((1, x.shape[0]), float(indicator))
+            return denoise(conditional, x, sigma, {**cond, "image_only_indicator": indicator})
         x2, sigma2, batch = build_uncond_batch(x, sigma, cond, uncond, image_only_indicator)
         return guide(denoise(network, x2, sigma2, batch), scale)
 

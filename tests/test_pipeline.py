@@ -113,6 +113,26 @@ def test_guidance_matters(pipe, frames):
     assert not torch.equal(a, b)
 
 
+def test_guidance_one_skips_the_unconditional_half(pipe, frames, monkeypatch):
+    from sv4d_kit import pipeline as pipeline_module
+    from sv4d_kit import sampling
+
+    batches = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        fast = run(pipe, frames[:3], guider="constant", max_guidance=1.0).images
+        fast_batches, batches[:] = list(batches), []
+        original = sampling.make_denoiser
+        full_pair = lambda *a, **kw: original(*a, **{**kw, "skip_unguided": False})  # noqa: E731
+        monkeypatch.setattr(pipeline_module.sampling, "make_denoiser", full_pair)
+        paired = run(pipe, frames[:3], guider="constant", max_guidance=1.0).images
+    finally:
+        hook.remove()
+    n = 3 * 2  # T*V latents of one chunk
+    assert set(fast_batches) == {n} and set(batches) == {2 * n}
+    torch.testing.assert_close(fast, paired, rtol=0, atol=1e-3)  # float rounding of other batch sizes
+
+
 def test_output_types(pipe, frames):
     arr = run(pipe, frames[:3], output_type="np").images
     assert arr.shape == (3, 3, SIZE, SIZE, 3) and arr.dtype.name == "uint8"

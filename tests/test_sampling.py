@@ -323,3 +323,35 @@ def test_churn_gamma_and_callback():
 def test_sampler_rejects_bad_sigmas():
     with pytest.raises(ValueError):
         sample_euler_edm(_toy_denoiser, torch.zeros(1, 1, 1, 1), torch.tensor([1.0]), disable=True)
+
+
+def test_skip_unguided_runs_only_the_conditional_half_when_every_scale_is_one():
+    from sv4d_kit.models.checkpoint import build_tiny_models
+
+    unet, conditioner, _ = build_tiny_models("sv4d2_8views", seed=5)
+    g = torch.Generator().manual_seed(0)
+    T, V, size = 2, 2, 64
+    cond = conditioner(
+        torch.rand(T, 3, size, size, generator=g) * 2 - 1,
+        torch.rand(V, 3, size, size, generator=g) * 2 - 1,
+        torch.full((T * V,), 1.4),
+        torch.tensor([1.0, 3.0] * T),
+        generator=g,
+    )
+    uncond = conditioner.unconditional(cond)
+    x = torch.randn(T * V, 4, size // 8, size // 8, generator=g)
+    sigma = torch.full((T * V,), 3.0)
+    calls = []
+    hook = unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    try:
+        for indicator in (0.0, torch.ones(2, T * V)):
+            ones = torch.ones(1, T * V)
+            with torch.no_grad():
+                paired = make_denoiser(unet, ones, indicator)(x, sigma, cond, uncond)
+                single = make_denoiser(unet, ones, indicator, skip_unguided=True)(x, sigma, cond, uncond)
+                guided = make_denoiser(unet, ones * 2, indicator, skip_unguided=True)(x, sigma, cond, uncond)
+            torch.testing.assert_close(single, paired, rtol=1e-5, atol=1e-5)
+            assert not torch.allclose(guided, paired, atol=1e-3)
+    finally:
+        hook.remove()
+    assert calls == [2 * T * V, T * V, 2 * T * V] * 2

@@ -18,7 +18,8 @@ ends with the exported pipeline folder (`SV4DPipeline.save_pretrained`), the one
 `sv4d_kit/assets/tiny_sv4d/` (see `load_tiny_pipeline`). Everything is deterministic in `config.seed`.
 
 The bundled weights were made by the defaults of `TrainConfig` (5500 steps of 8 scenes x 4 frames x 5 views at
-32 px, seed 0, two torch threads, 6175 s at about 1.1 s a step on this 2-core CPU; BENCHMARKS.md):
+32 px, seed 0, two torch threads, 6175 s at about 1.1 s a step on the 2-core CPU of 2026-11-28; a slower 2-core
+machine of 2026-11-30 took 3.5 s a step, so there the recipe would need about 5.3 h; BENCHMARKS.md):
 
     sv4d-kit train --output RUN_DIR --export sv4d_kit/assets/tiny_sv4d --no-progress   # add --resume to continue
 
@@ -103,17 +104,18 @@ class TrainConfig:
     checkpoint_every: int = 100
     threads: int = 2  # torch CPU threads (the recipe's run had the 2-core CPU to itself)
     # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned after training on
-    # validation scenes (held-out evaluation seed 50) and written with `set_sampling_defaults`. sigma_min is high on
-    # purpose: the tiny net's samples carry coloured speckle where it cannot tell content at sigma ~ 1-5, so
-    # sampling stops early and returns its denoised estimate (the last Euler step lands on D(x)).
+    # validation scenes (held-out evaluation seeds 50 and 51) and written with `set_sampling_defaults`. sigma_min is
+    # high on purpose: the tiny net's samples carry coloured speckle where it cannot tell content at sigma ~ 1-5, so
+    # sampling stops early and returns its denoised estimate (the last Euler step lands on D(x)). Guidance 1 (none)
+    # scored better than 1.5 there and runs the network once a step instead of twice (BENCHMARKS.md).
     sampling: dict = field(
         default_factory=lambda: dict(
-            num_inference_steps=20,
+            num_inference_steps=12,
             sigma_max=80.0,
-            sigma_min=14.0,
+            sigma_min=20.0,
             guider="constant",
             min_guidance=1.0,
-            max_guidance=1.5,
+            max_guidance=1.0,
         )  # fmt: skip
     )
 

@@ -415,7 +415,9 @@ def export(pipe, folder: str | os.PathLike, fp16: bool = True) -> Path:
 def set_sampling_defaults(folder: str | os.PathLike, sampling: dict) -> dict:
     """Replace the sampling defaults (`SV4DPipeline.config.sampling`) of an exported model folder; returns them.
 
-    The weights are untouched: this is how sampler settings tuned after training reach the bundled model."""
+    The weights are untouched: this is how sampler settings tuned after training reach the bundled model. The
+    folder's `training.json` (the run's record, whose config holds the sampling of its time) notes them too, as
+    `sampling_defaults_set_after_training`."""
     from sv4d_kit.pipeline import SAMPLING_KEYS
 
     unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
@@ -425,6 +427,11 @@ def set_sampling_defaults(folder: str | os.PathLike, sampling: dict) -> dict:
     index = json.loads(path.read_text())
     index["sampling"] = dict(sampling)
     path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    record = Path(folder) / "training.json"
+    if record.is_file():
+        info = json.loads(record.read_text())
+        info["sampling_defaults_set_after_training"] = dict(sampling)
+        record.write_text(json.dumps(info, indent=2) + "\n")
     return index["sampling"]
 
 

@@ -216,6 +216,8 @@ def test_cli_train_runs_resumes_and_rejects_bad_input(tmp_path, capsys):
     from sv4d_kit.pipeline import SV4DPipeline
 
     assert SV4DPipeline.from_pretrained(run / "model").sampling_options()["sigma_min"] == 0.5
+    record = json.loads((run / "model" / "training.json").read_text())
+    assert record["sampling_defaults_set_after_training"] == {"num_inference_steps": 3, "sigma_min": 0.5}
     with pytest.raises(ValueError, match="sampling keys"):
         training.set_sampling_defaults(run / "model", {"sigmamin": 0.5})
     # a non-empty folder needs --resume or --overwrite

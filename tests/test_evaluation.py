@@ -55,6 +55,14 @@ def test_evaluate_reports_every_method_and_view(pipe):
     assert image.shape == (2 * 2 * 4 * 32, 2 * 3 * 32, 3)  # 2 frames x 4 rows, 3 views across, enlarged 2x
 
 
+def test_evaluate_one_frame(pipe):
+    # one input frame is generated as a still clip of one chunk; its first frame is what gets compared
+    summary, _ = evaluation.evaluate(
+        pipe, num_scenes=1, frames=1, steps=1, methods=("tiny_sv4d",), progress=False
+    )
+    assert math.isfinite(summary["tiny_sv4d"]["psnr_db_view1"])
+
+
 def test_copy_input_baseline_is_the_input(pipe):
     scene = evaluation.heldout_scene(0, 3, pipe.default_azimuths(), 32, 2)
     copied = evaluation.generate(pipe, scene, "copy_input", seed=0)

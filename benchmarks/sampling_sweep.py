@@ -35,7 +35,7 @@ def parse_setting(text: str, base: dict) -> dict:
 
 def report(setting: str, summary: dict, seconds: float) -> str:
     model, copy = summary["tiny_sv4d"], summary["copy_input"]
-    views = sorted({int(k.rsplit("view", 1)[1]) for k in model if "_view" in k})
+    views = evaluation.novel_views(model)
     parts = []
     for key, name in (("psnr_db", "PSNR"), ("ssim", "SSIM"), ("silhouette_iou", "IoU")):
         margins = " ".join(f"{model[f'{key}_view{v}'] - copy[f'{key}_view{v}']:+.3f}" for v in views)

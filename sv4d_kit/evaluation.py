@@ -175,7 +175,7 @@ TABLE_METRICS = ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "silhou
                  "multiview_consistency_correlation_gt")  # fmt: skip
 
 
-def _novel_views(values: dict) -> list[int]:
+def novel_views(values: dict) -> list[int]:
     """The views of a method's summary, read off its flattened per-view keys (`psnr_db_view<v>`)."""
     return sorted(int(k.rsplit("_view", 1)[1]) for k in values if k.startswith("psnr_db_view"))
 
@@ -186,7 +186,7 @@ def markdown_table(summary: dict, metrics_: Sequence[str] = TABLE_METRICS) -> st
     keys = [k for k in metrics_ if all(k in summary[m] for m in methods)]
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     lines += [f"| {m} | " + " | ".join(f"{summary[m][k]:.4f}" for k in keys) + " |" for m in methods]
-    views = _novel_views(summary[methods[0]])
+    views = novel_views(summary[methods[0]])
     lines += ["", "| method | " + " | ".join(f"view {v}: PSNR / SSIM / IoU" for v in views) + " |",
               "|---|" + "---|" * len(views)]  # fmt: skip
     for m in methods:
@@ -208,7 +208,7 @@ def quality_bar(summary: dict) -> dict[str, bool]:
         summary.get(m) for m in ("tiny_sv4d", "copy_input", "tiny_sv4d_no_view_attention")
     )
     if model and copy:
-        keys = [f"{k}_view{v}" for k in ("psnr_db", "ssim", "silhouette_iou") for v in _novel_views(model)]
+        keys = [f"{k}_view{v}" for k in ("psnr_db", "ssim", "silhouette_iou") for v in novel_views(model)]
         result["beats_copy_input_every_view"] = bool(keys) and all(model[k] > copy[k] for k in keys)
     if model and ablated:
         result["view_attention_adds_consistency"] = (

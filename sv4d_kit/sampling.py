@@ -184,7 +184,7 @@ def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = F
     """
     unguided = skip_unguided and bool(torch.all(torch.as_tensor(scale) == 1))
 
-    def network(x_in, c_noise, batch, videos=2):
+    def network(x_in, c_noise, batch):
         if "concat" in batch:
             x_in = torch.cat([x_in, batch["concat"]], dim=1)  # (2N, 4, h, w) -> (2N, 8, h, w)
         return unet(
@@ -195,11 +195,8 @@ def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = F
             batch.get("cond_view"),
             batch.get("cond_motion"),
             batch["image_only_indicator"],
-            x_in.shape[0] // videos,  # num_video_frames = T*V
+            batch["image_only_indicator"].shape[-1],  # num_video_frames = T*V: the indicator is (videos, T*V)
         )
-
-    def conditional(x_in, c_noise, batch):
-        return network(x_in, c_noise, batch, videos=1)
 
     def denoiser(x, sigma, cond, uncond):
         if unguided:  # (N, ...) only: the conditional video
@@ -208,7 +205,7 @@ def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = F
                 indicator = indicator.reshape(-1, x.shape[0])[-1:]  # the cond row of a (2, N) indicator
             else:
                 indicator = x.new_full((1, x.shape[0]), float(indicator))
-            return denoise(conditional, x, sigma, {**cond, "image_only_indicator": indicator})
+            return denoise(network, x, sigma, {**cond, "image_only_indicator": indicator})
         x2, sigma2, batch = build_uncond_batch(x, sigma, cond, uncond, image_only_indicator)
         return guide(denoise(network, x2, sigma2, batch), scale)
 

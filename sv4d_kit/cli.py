@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--export", default=None, help="where to write the trained pipeline (default OUTPUT/model)"
     )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from an exported model folder's weights ('tiny' = the bundled model)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUTPUT")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
@@ -296,6 +302,8 @@ def cmd_train(args) -> None:
         values["steps"] = args.steps
     if args.seed is not None:
         values["seed"] = args.seed
+    if args.init_from is not None:
+        values["init_from"] = args.init_from
     config = training.TrainConfig.from_dict(values)
     out = Path(args.output)
     if out.exists() and not out.is_dir():

@@ -101,6 +101,9 @@ class TrainConfig:
     p_uncond: float = 0.1  # condition dropout per scene
     p_mask_view: float = 0.5  # view-conditioning masking per scene
     seed: int = 0
+    # Fine-tuning: start from the UNet and image-tower weights of an exported pipeline folder (same architecture;
+    # "tiny" = the bundled model) with a fresh optimizer, instead of a fresh initialisation.
+    init_from: str | None = None
     checkpoint_every: int = 100
     threads: int = 2  # torch CPU threads (the recipe's run had the 2-core CPU to itself)
     # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned after training on
@@ -178,6 +181,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            raise ValueError(f"init_from must be a model folder (a string) or null, got {self.init_from!r}")
         if not 0 <= self.weight_decay or not self.grad_clip > 0:
             raise ValueError(f"weight_decay must be >= 0 and grad_clip > 0, got {self.weight_decay}, "
                              f"{self.grad_clip}")  # fmt: skip
@@ -392,6 +397,37 @@ def _load_weights(pipe, path: Path) -> None:
         )
 
 
+def init_from_model(pipe, folder: str) -> None:
+    """Copy the trainable weights (UNet, image tower) of an exported pipeline folder ("tiny" = the bundled one)
+    into `pipe`, and its latent space (a projected latent's fitted basis); the folder must hold the same
+    architecture, or this raises ValueError naming the mismatch."""
+    from sv4d_kit.pipeline import SV4DPipeline
+
+    if folder == "tiny":
+        source = load_tiny_pipeline()
+    else:
+        if not (Path(folder) / "model_index.json").is_file():
+            raise ValueError(f"init_from {folder!r} is not an exported model folder (no model_index.json)")
+        source = SV4DPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    mine, theirs = ({k: v for k, v in m.vae.config.items() if not k.startswith("_")} for m in (pipe, source))
+    if mine != theirs:
+        raise ValueError(
+            f"init_from {folder!r}: its latent space {theirs} does not match this config's {mine}"
+        )
+    pairs = dict(
+        vae=(pipe.vae, source.vae), **{k: (m, _trainable(source)[k]) for k, m in _trainable(pipe).items()}
+    )
+    for name, (module, other) in pairs.items():
+        try:
+            module.load_state_dict(other.state_dict(), strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(
+                f"init_from {folder!r}: its {name} does not match this config ({first})"
+            ) from None
+    pipe.conditioner.share_projection(pipe.vae)
+
+
 def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
     _load_weights(pipe, folder / "weights.safetensors")
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
@@ -457,7 +493,6 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
 
     torch.set_num_threads(config.threads)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pipe = build_tiny_sv4d(config)
     params = [p for m in _trainable(pipe).values() for p in m.parameters()]
     decay = [p for p in params if p.ndim >= 2]
@@ -471,6 +506,9 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
     ckpt = out / "checkpoint"
     if resume and ckpt.exists():
         step, losses, wall_before = _load_checkpoint(pipe, optimizer, ckpt)
+    elif config.init_from is not None:
+        init_from_model(pipe, config.init_from)
+    out.mkdir(parents=True, exist_ok=True)  # after the checks above, so bad input leaves no folder behind
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     for m in _trainable(pipe).values():
         m.train()

@@ -1,5 +1,6 @@
 """Tests of the tiny SV4D's latent space, training loop, resume, config checks and the bundled weights."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,41 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert (tmp_path / "split" / "model" / "model_index.json").exists()
 
 
+def test_init_from_fine_tunes_an_exported_model_and_rejects_a_mismatch(tmp_path):
+    config = training.TrainConfig(**SMALL, steps=1, latent_channels=6, latent_shift=0.0)
+    source = training.build_tiny_sv4d(config, seed=5)
+    training.export(source, tmp_path / "source", fp16=False)
+    tuned = replace(config, init_from=str(tmp_path / "source"), lr=1e-6, seed=0)
+    pipe = training.build_tiny_sv4d(tuned)
+    fresh = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    training.init_from_model(pipe, tuned.init_from)
+    for name, module in (("unet", pipe.unet), ("clip", pipe.conditioner.clip), ("vae", pipe.vae)):
+        other = {"unet": source.unet, "clip": source.conditioner.clip, "vae": source.vae}[name]
+        mine, theirs = module.state_dict(), other.state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), name
+    assert torch.equal(pipe.conditioner.cond_view_encoder.encoder.basis, source.vae.encoder.basis)
+    assert not all(torch.equal(fresh[k], v) for k, v in pipe.unet.state_dict().items())  # seeds differ
+    # train() starts from the source: one step at a tiny learning rate stays next to it
+    training.train(tuned, tmp_path / "run", progress=False)
+    # the float32 checkpoint (the returned pipeline went through the float16 export)
+    trained = load_file(tmp_path / "run" / "checkpoint" / "weights.safetensors")
+    drift = max((trained[f"unet.{k}"] - v).abs().max().item() for k, v in source.unet.state_dict().items())
+    assert 0 < drift < 1e-4
+    assert training.TrainConfig.from_dict(tuned.to_dict()).init_from == str(tmp_path / "source")
+    with pytest.raises(ValueError, match="unet does not match"):
+        training.init_from_model(
+            training.build_tiny_sv4d(replace(config, model_channels=64)), tuned.init_from
+        )
+    with pytest.raises(ValueError, match="latent space"):
+        training.init_from_model(
+            training.build_tiny_sv4d(replace(config, latent_channels=8)), tuned.init_from
+        )
+    with pytest.raises(ValueError, match="not an exported model folder"):
+        training.init_from_model(pipe, str(tmp_path))
+    with pytest.raises(ValueError, match="init_from"):
+        training.TrainConfig(init_from=3)
+
+
 def test_bundled_folder_is_small():
     folder = Path(training.__file__).parent / "assets" / training.TINY_ASSET
     assert (folder / "model_index.json").exists()
@@ -228,3 +264,11 @@ def test_cli_train_runs_resumes_and_rejects_bad_input(tmp_path, capsys):
     assert cli.main(["train", "--output", str(tmp_path / "b"), "--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "P_std" in err[0]
+    # fine-tuning from an exported folder; a folder that is not one gets one line and leaves no output behind
+    tuned = tmp_path / "tuned"
+    args = ["train", "--output", str(tuned), "--steps", "1", "--config", str(cfg), "--no-progress"]
+    assert cli.main(args + ["--init-from", str(run / "model")]) == 0
+    assert json.loads((tuned / "summary.json").read_text())["config"]["init_from"] == str(run / "model")
+    assert cli.main(args[:2] + [str(tmp_path / "c")] + args[3:] + ["--init-from", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an exported model folder" in err[0] and not (tmp_path / "c").exists()

@@ -17,11 +17,16 @@ trained jointly from scratch.
 ends with the exported pipeline folder (`SV4DPipeline.save_pretrained`), the one bundled in
 `sv4d_kit/assets/tiny_sv4d/` (see `load_tiny_pipeline`). Everything is deterministic in `config.seed`.
 
-The bundled weights were made by the defaults of `TrainConfig` (5500 steps of 8 scenes x 4 frames x 5 views at
-32 px, seed 0, two torch threads, 6175 s at about 1.1 s a step on the 2-core CPU of 2026-11-28; a slower 2-core
-machine of 2026-11-30 took 3.5 s a step, so there the recipe would need about 5.3 h; BENCHMARKS.md):
+The bundled weights were made in two stages (`make tiny-model` runs both; BENCHMARKS.md):
 
-    sv4d-kit train --output RUN_DIR --export sv4d_kit/assets/tiny_sv4d --no-progress   # add --resume to continue
+    sv4d-kit train --output runs/tiny-base --no-progress                     # 1: the defaults of TrainConfig
+    sv4d-kit train --output runs/tiny-finetune --config recipes/tiny_finetune.json \
+        --export sv4d_kit/assets/tiny_sv4d --no-progress                      # 2: fine-tune at high noise levels
+
+Stage 1 is 5500 steps of 8 scenes x 4 frames x 5 views at 32 px, seed 0, log sigma ~ N(0.7, 1.6) (6175 s at about
+1.1 s a step on the 2-core CPU of 2026-11-28; about 3.5 s a step on the slower one of 2026-11-30). Stage 2 starts
+from stage 1's export and trains 1000 steps at log sigma ~ N(3.3, 0.7), the noise levels the sampler visits
+(sigma 80 -> 20), at lr 1e-4 (3939 s on the 2026-11-30 machine). Add --resume to continue an interrupted stage.
 
 `RUN_DIR/summary.json` and the exported folder's `training.json` record the steps, the wall time and the final loss.
 """
@@ -53,7 +58,8 @@ TINY_ASSET = "tiny_sv4d"  # the bundled model folder under sv4d_kit/assets/
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a tiny-SV4D training run (the defaults are the recipe of the bundled weights)."""
+    """Everything that defines a tiny-SV4D training run (the defaults are stage 1 of the bundled weights' recipe;
+    stage 2 is `recipes/tiny_finetune.json`)."""
 
     # data
     image_size: int = 32  # rendered image side (pixels)
@@ -428,6 +434,15 @@ def init_from_model(pipe, folder: str) -> None:
     pipe.conditioner.share_projection(pipe.vae)
 
 
+def _training_record(folder: str) -> dict | None:
+    """The `training.json` of an exported model folder ("tiny" = the bundled one), or None."""
+    if folder == "tiny":
+        with resources.as_file(resources.files("sv4d_kit") / "assets" / TINY_ASSET) as path:
+            return _training_record(str(path))
+    record = Path(folder) / "training.json"
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
 def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
     _load_weights(pipe, folder / "weights.safetensors")
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
@@ -551,6 +566,8 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
         "torch_threads": config.threads,
         "config": config.to_dict(),
     }
+    if config.init_from is not None:  # the record of the weights this run started from, if they have one
+        summary["init_from_record"] = _training_record(config.init_from)
     for path in (out / "summary.json", folder / "training.json"):
         path.write_text(json.dumps(summary, indent=2) + "\n")
     return pipe, losses

@@ -1,5 +1,6 @@
 """Tests of the tiny SV4D's latent space, training loop, resume, config checks and the bundled weights."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -217,6 +218,14 @@ def test_init_from_fine_tunes_an_exported_model_and_rejects_a_mismatch(tmp_path)
         training.TrainConfig(init_from=3)
 
 
+def test_the_bundled_recipe_files_are_valid_configs():
+    root = Path(__file__).resolve().parents[1]
+    stage2 = json.loads((root / "recipes" / "tiny_finetune.json").read_text())
+    config = training.TrainConfig.from_dict(stage2)
+    assert config.init_from == "runs/tiny-base/model" and config.P_mean > training.TrainConfig().P_mean
+    assert "runs/tiny-base" in (root / "Makefile").read_text()
+
+
 def test_bundled_folder_is_small():
     folder = Path(training.__file__).parent / "assets" / training.TINY_ASSET
     assert (folder / "model_index.json").exists()
@@ -236,8 +245,6 @@ def test_bundled_weights_generate_a_finite_matrix():
 
 
 def test_cli_train_runs_resumes_and_rejects_bad_input(tmp_path, capsys):
-    import json
-
     from sv4d_kit import cli
 
     cfg = tmp_path / "small.json"
@@ -268,7 +275,9 @@ def test_cli_train_runs_resumes_and_rejects_bad_input(tmp_path, capsys):
     tuned = tmp_path / "tuned"
     args = ["train", "--output", str(tuned), "--steps", "1", "--config", str(cfg), "--no-progress"]
     assert cli.main(args + ["--init-from", str(run / "model")]) == 0
-    assert json.loads((tuned / "summary.json").read_text())["config"]["init_from"] == str(run / "model")
+    summary = json.loads((tuned / "summary.json").read_text())
+    assert summary["config"]["init_from"] == str(run / "model")
+    assert summary["init_from_record"]["steps"] == 2  # the record of the weights it started from
     assert cli.main(args[:2] + [str(tmp_path / "c")] + args[3:] + ["--init-from", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an exported model folder" in err[0] and not (tmp_path / "c").exists()

@@ -112,8 +112,8 @@ class TrainConfig:
     init_from: str | None = None
     checkpoint_every: int = 100
     threads: int = 2  # torch CPU threads (the recipe's run had the 2-core CPU to itself)
-    # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned after training on
-    # validation scenes (held-out evaluation seeds 50 and 51) and written with `set_sampling_defaults`. sigma_min is
+    # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned after stage 1 on
+    # validation scenes (held-out evaluation seeds 50 and 51; re-checked after stage 2). sigma_min is
     # high on purpose: the tiny net's samples carry coloured speckle where it cannot tell content at sigma ~ 1-5, so
     # sampling stops early and returns its denoised estimate (the last Euler step lands on D(x)). Guidance 1 (none)
     # scored better than 1.5 there and runs the network once a step instead of twice (BENCHMARKS.md).

@@ -33,6 +33,7 @@ from stage 1's export and trains 1000 steps at log sigma ~ N(3.3, 0.7), the nois
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -257,15 +258,21 @@ def projection_images(config: TrainConfig) -> torch.Tensor:
     return torch.cat([b.images.flatten(0, 2) for b in batches])
 
 
+def model_folder(name: str):
+    """A context giving the path of a model folder `name`, or of the bundled tiny model for "tiny"."""
+    if name == "tiny":
+        return resources.as_file(resources.files("sv4d_kit") / "assets" / TINY_ASSET)
+    return contextlib.nullcontext(Path(name))
+
+
 def load_tiny_pipeline(torch_dtype: torch.dtype | None = None):
     """The bundled tiny SV4D (`sv4d_kit/assets/tiny_sv4d/`, trained by `sv4d-kit train`) as an `SV4DPipeline`.
 
     The weights are stored in float16; they are loaded as float32 unless `torch_dtype` says otherwise."""
     from sv4d_kit.pipeline import SV4DPipeline
 
-    folder = resources.files("sv4d_kit") / "assets" / TINY_ASSET
-    with resources.as_file(folder) as path:
-        if not (Path(path) / "model_index.json").exists():
+    with model_folder("tiny") as path:
+        if not (path / "model_index.json").exists():
             raise FileNotFoundError(f"the bundled tiny model is missing from {path} (run `sv4d-kit train`)")
         return SV4DPipeline.from_pretrained(path, torch_dtype=torch_dtype or torch.float32)
 
@@ -409,12 +416,10 @@ def init_from_model(pipe, folder: str) -> None:
     architecture, or this raises ValueError naming the mismatch."""
     from sv4d_kit.pipeline import SV4DPipeline
 
-    if folder == "tiny":
-        source = load_tiny_pipeline()
-    else:
-        if not (Path(folder) / "model_index.json").is_file():
+    with model_folder(folder) as path:
+        if not (path / "model_index.json").is_file():
             raise ValueError(f"init_from {folder!r} is not an exported model folder (no model_index.json)")
-        source = SV4DPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        source = SV4DPipeline.from_pretrained(path, torch_dtype=torch.float32)
     mine, theirs = ({k: v for k, v in m.vae.config.items() if not k.startswith("_")} for m in (pipe, source))
     if mine != theirs:
         raise ValueError(
@@ -436,11 +441,9 @@ def init_from_model(pipe, folder: str) -> None:
 
 def _training_record(folder: str) -> dict | None:
     """The `training.json` of an exported model folder ("tiny" = the bundled one), or None."""
-    if folder == "tiny":
-        with resources.as_file(resources.files("sv4d_kit") / "assets" / TINY_ASSET) as path:
-            return _training_record(str(path))
-    record = Path(folder) / "training.json"
-    return json.loads(record.read_text()) if record.is_file() else None
+    with model_folder(folder) as path:
+        record = path / "training.json"
+        return json.loads(record.read_text()) if record.is_file() else None
 
 
 def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:

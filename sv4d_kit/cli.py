@@ -37,6 +37,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _torch_device(text: str) -> str:
+    """Check a --device value ("cpu", "cuda", "cuda:1") before any work; ValueError names the problem."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text} was asked for, but torch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sv4d-kit", description="Learn, run and take apart SV4D 2.0 (4D generation).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -158,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="fine-tune: start from an exported model folder's weights ('tiny' = the bundled model)",
     )
+    p.add_argument("--device", default="cpu", help="where the network trains: cpu (default), cuda, cuda:N")
+    p.add_argument(
+        "--workers", type=_nonnegative_int, default=0,
+        help="processes rendering scenes ahead of the steps (default 0: in the training process)",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUTPUT")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
@@ -305,6 +335,7 @@ def cmd_train(args) -> None:
     if args.init_from is not None:
         values["init_from"] = args.init_from
     config = training.TrainConfig.from_dict(values)
+    device = _torch_device(args.device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {str(out)!r} is a file; give a folder")
@@ -316,7 +347,7 @@ def cmd_train(args) -> None:
         shutil.rmtree(out)
     tic = time.perf_counter()
     _, losses = training.train(config, out, resume=args.resume, export_dir=args.export,
-                               progress=not args.no_progress)  # fmt: skip
+                               progress=not args.no_progress, device=device, workers=args.workers)  # fmt: skip
     final = sum(losses[-50:]) / max(len(losses[-50:]), 1)
     print(f"trained {config.steps} steps in {time.perf_counter() - tic:.0f} s, final loss (mean of last 50) "
           f"{final:.4f}; model in {args.export or out / 'model'}")  # fmt: skip
@@ -337,8 +368,7 @@ def cmd_generate(args, command: str = "generate") -> None:
         raise ValueError(f"--elevation must be in [-90, 90] degrees, got {args.elevation}")
     if args.azimuths is not None and not args.azimuths:
         raise ValueError("--azimuths needs at least one number")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    _torch_device(args.device)
     prepare_output_dir(args.output, args.overwrite)
     timings = {}
 

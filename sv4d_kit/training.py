@@ -353,9 +353,10 @@ def diffusion_loss(pipe, batch: Batch, config: TrainConfig, generator: torch.Gen
 
     targets = batch.images[:, :, 1:].flatten(0, 2)  # (B, T, V, 3, H, W) -> (B*T*V, 3, H, W)
     x0 = vae.encode_latents(targets)  # (B*T*V, C, h, w), ~unit std
+    # noise is drawn on the CPU generator and moved, so a CUDA run sees the same noise as a CPU run
     log_sigma = config.P_mean + config.P_std * torch.randn(B, generator=generator)
-    sigma = log_sigma.exp().repeat_interleave(T * V)  # one noise level per scene: (B,) -> (B*T*V,)
-    noise = torch.randn(x0.shape, generator=generator)
+    sigma = log_sigma.exp().repeat_interleave(T * V).to(x0.device)  # one level per scene: (B,) -> (B*T*V,)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     s = sigma.view(-1, 1, 1, 1)
     x = x0 + s * noise
     c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(s)
@@ -386,7 +387,7 @@ def _save_checkpoint(pipe, optimizer, step: int, losses: list[float], wall_s: fl
     tmp = folder / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {f"{k}.{n}": t.detach().contiguous() for k, m in _trainable(pipe).items()
+    weights = {f"{k}.{n}": t.detach().cpu().contiguous() for k, m in _trainable(pipe).items()
                for n, t in m.state_dict().items()}  # fmt: skip
     save_file(weights, tmp / "weights.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -448,7 +449,8 @@ def _training_record(folder: str) -> dict | None:
 
 def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
     _load_weights(pipe, folder / "weights.safetensors")
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    # map_location: a checkpoint written on CUDA resumes anywhere (load_state_dict moves the state to the params)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
     state = json.loads((folder / "state.json").read_text())
     return int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
 
@@ -501,17 +503,50 @@ def export_checkpoint(output_dir: str | os.PathLike, export_dir: str | os.PathLi
     return export(pipe, export_dir or out / "model")
 
 
+class _Batches(torch.utils.data.Dataset):
+    """The batches of steps `start`, `start + 1`, ... for a DataLoader's worker processes (rendering is CPU work)."""
+
+    def __init__(self, config: TrainConfig, start: int, end: int):
+        self.config, self.start, self.end = config, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, i: int) -> Batch:
+        return make_batch(self.config, self.start + i)
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def batches(config: TrainConfig, start: int, end: int, workers: int = 0):
+    """Yield `make_batch(config, step)` for step in [start, end), rendered ahead by `workers` processes (0: in
+    this process). The batches are the same either way: each is a pure function of (config.seed, step)."""
+    if workers <= 0:
+        yield from (make_batch(config, step) for step in range(start, end))
+        return
+    loader = torch.utils.data.DataLoader(_Batches(config, start, end), batch_size=None, shuffle=False,
+                                         num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4,
+                                         collate_fn=lambda b: b)  # fmt: skip
+    yield from loader
+
+
 def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = True, export_dir=None,
-          progress: bool = True, log_every: int = 10, stop_at: int | None = None):  # fmt: skip
+          progress: bool = True, log_every: int = 10, stop_at: int | None = None, device: str = "cpu",
+          workers: int = 0):  # fmt: skip
     """Train the tiny SV4D; checkpoints go to `output_dir/checkpoint`, the final pipeline to `export_dir`
     (default `output_dir/model`). With `resume`, an existing checkpoint is continued from its step (the result is
     the same as an uninterrupted run). `stop_at` ends this session early at that step (with a checkpoint, no
-    export), e.g. to time-box a session. Returns (pipeline, list of per-step losses)."""
+    export), e.g. to time-box a session. `device` runs the network there ("cuda"; scenes are rendered on the CPU,
+    by `workers` processes ahead of the steps when > 0); noise comes from CPU generators, so the batches and the
+    noise do not depend on the device (the arithmetic does, slightly). Returns (pipeline, list of per-step losses)."""
     from tqdm.auto import tqdm
 
     torch.set_num_threads(config.threads)
+    device = torch.device(device)
     out = Path(output_dir)
-    pipe = build_tiny_sv4d(config)
+    pipe = build_tiny_sv4d(config).to(device)  # weights loaded below are copied into its parameters in place
     params = [p for m in _trainable(pipe).values() for p in m.parameters()]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -533,8 +568,8 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
     tic = time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
-    while step < end:
-        batch = make_batch(config, step)
+    for batch in batches(config, step, end, workers):
+        batch = Batch(*(t.to(device) for t in (batch.images, batch.polar, batch.azimuth)), batch.static)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(config, step)
@@ -556,6 +591,7 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
                 pipe, optimizer, step, losses, wall_before + time.perf_counter() - tic, config, out
             )
     bar.close()
+    pipe.to("cpu")
     if step < config.steps:
         return pipe, losses
     pipe.unet.eval()
@@ -567,6 +603,8 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
         "final_loss_avg50": float(np.mean(losses[-50:])) if losses else None,
         "wall_s": wall_before + time.perf_counter() - tic,  # all sessions of the run together
         "torch_threads": config.threads,
+        "device": str(device) if device.type == "cpu" else f"{device}: {torch.cuda.get_device_name(device)}",
+        "data_workers": workers,
         "config": config.to_dict(),
     }
     if config.init_from is not None:  # the record of the weights this run started from, if they have one

@@ -183,6 +183,19 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert (tmp_path / "split" / "model" / "model_index.json").exists()
 
 
+def test_render_workers_give_the_same_run(tmp_path):
+    config = training.TrainConfig(**SMALL, steps=3, checkpoint_every=1)
+    ahead = list(training.batches(config, 1, 3, workers=2))
+    assert all(torch.equal(b.images, training.make_batch(config, s).images) for b, s in zip(ahead, (1, 2)))
+    assert len(ahead) == 2
+    _, inline = training.train(config, tmp_path / "inline", progress=False)
+    training.train(config, tmp_path / "split", progress=False, stop_at=1, workers=2)
+    _, resumed = training.train(config, tmp_path / "split", progress=False, resume=True, workers=2)
+    assert resumed == inline and len(inline) == 3
+    summary = json.loads((tmp_path / "split" / "summary.json").read_text())
+    assert summary["device"] == "cpu" and summary["data_workers"] == 2
+
+
 def test_init_from_fine_tunes_an_exported_model_and_rejects_a_mismatch(tmp_path):
     config = training.TrainConfig(**SMALL, steps=1, latent_channels=6, latent_shift=0.0)
     source = training.build_tiny_sv4d(config, seed=5)
@@ -281,3 +294,11 @@ def test_cli_train_runs_resumes_and_rejects_bad_input(tmp_path, capsys):
     assert cli.main(args[:2] + [str(tmp_path / "c")] + args[3:] + ["--init-from", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an exported model folder" in err[0] and not (tmp_path / "c").exists()
+    # a device torch cannot use and a negative worker count: one line each, exit 2, no output folder
+    for extra, words in ((["--device", "tpu"], "--device must be"), (["--workers", "-1"], "must be >= 0")):
+        assert cli.main(args[:2] + [str(tmp_path / "d")] + args[3:] + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0] and not (tmp_path / "d").exists()
+    if not torch.cuda.is_available():
+        assert cli.main(args[:2] + [str(tmp_path / "d")] + args[3:] + ["--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err

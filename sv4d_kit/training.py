@@ -27,6 +27,8 @@ Stage 1 is 5500 steps of 8 scenes x 4 frames x 5 views at 32 px, seed 0, log sig
 1.1 s a step on the 2-core CPU of 2026-11-28; about 3.5 s a step on the slower one of 2026-11-30). Stage 2 starts
 from stage 1's export and trains 1000 steps at log sigma ~ N(3.3, 0.7), the noise levels the sampler visits
 (sigma 80 -> 20), at lr 1e-4 (3939 s on the 2026-11-30 machine). Add --resume to continue an interrupted stage.
+On a GPU, `--device cuda --workers N` trains there while N processes render the scenes (`make tiny-model-gpu`: a
+stage 3 of 1750 steps x 32 scenes from the bundled model, 478 s on an H200; not bundled, see BENCHMARKS.md).
 
 `RUN_DIR/summary.json` and the exported folder's `training.json` record the steps, the wall time and the final loss.
 """

@@ -522,6 +522,10 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def _as_is(batch: Batch) -> Batch:  # a module-level function: workers started by "spawn" (macOS) pickle it
+    return batch
+
+
 def batches(config: TrainConfig, start: int, end: int, workers: int = 0):
     """Yield `make_batch(config, step)` for step in [start, end), rendered ahead by `workers` processes (0: in
     this process). The batches are the same either way: each is a pure function of (config.seed, step)."""
@@ -530,7 +534,7 @@ def batches(config: TrainConfig, start: int, end: int, workers: int = 0):
         return
     loader = torch.utils.data.DataLoader(_Batches(config, start, end), batch_size=None, shuffle=False,
                                          num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4,
-                                         collate_fn=lambda b: b)  # fmt: skip
+                                         collate_fn=_as_is)  # fmt: skip
     yield from loader
 
 

@@ -36,6 +36,7 @@ stage 3 of 1750 steps x 32 scenes from the bundled model, 478 s on an H200; not 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -458,15 +459,14 @@ def _load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], f
 
 
 def export(pipe, folder: str | os.PathLike, fp16: bool = True) -> Path:
-    """Write the pipeline folder (`save_pretrained`, safetensors), by default in float16 (about 14 MB)."""
+    """Write the pipeline folder (`save_pretrained`, safetensors), by default in float16 (about 14 MB); `pipe`
+    itself is left as it was (a float16 copy is written)."""
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
     if fp16:
-        pipe = pipe.to(dtype=torch.float16)
+        pipe = copy.deepcopy(pipe).to(dtype=torch.float16)
     pipe.save_pretrained(folder, safe_serialization=True)
-    if fp16:
-        pipe.to(dtype=torch.float32)
     return folder
 
 

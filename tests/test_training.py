@@ -211,9 +211,10 @@ def test_init_from_fine_tunes_an_exported_model_and_rejects_a_mismatch(tmp_path)
     assert torch.equal(pipe.conditioner.cond_view_encoder.encoder.basis, source.vae.encoder.basis)
     assert not all(torch.equal(fresh[k], v) for k, v in pipe.unet.state_dict().items())  # seeds differ
     # train() starts from the source: one step at a tiny learning rate stays next to it
-    training.train(tuned, tmp_path / "run", progress=False)
-    # the float32 checkpoint (the returned pipeline went through the float16 export)
+    returned, _ = training.train(tuned, tmp_path / "run", progress=False)
     trained = load_file(tmp_path / "run" / "checkpoint" / "weights.safetensors")
+    # the float16 export leaves the returned pipeline in float32, equal to the checkpoint
+    assert all(torch.equal(trained[f"unet.{k}"], v) for k, v in returned.unet.state_dict().items())
     drift = max((trained[f"unet.{k}"] - v).abs().max().item() for k, v in source.unet.state_dict().items())
     assert 0 < drift < 1e-4
     assert training.TrainConfig.from_dict(tuned.to_dict()).init_from == str(tmp_path / "source")

@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", required=True, help="where to write {method: {metric: value}}")
     p.add_argument("--model", default="tiny", help="tiny (default) or a kit model folder")
+    p.add_argument(
+        "--device", default="cpu", help="where the model samples: cpu (default), cuda, cuda:N (metrics: CPU)"
+    )
     p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
     p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--figure", default=None, help="also write a PNG: input | ground truth | generated")
@@ -285,7 +288,8 @@ def cmd_evaluate(args) -> None:
         parent = path.absolute().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ValueError(f"cannot write {str(path)!r}: its folder does not exist or is not writable")
-    pipe = load_model(args.model)
+    _torch_device(args.device)
+    pipe = load_model(args.model).to(args.device)  # noise comes from CPU generators: the same on any device
     tic = time.perf_counter()
     summary, examples = evaluation.evaluate(
         pipe,

@@ -119,6 +119,9 @@ def test_evaluate_command(pipe, tmp_path, capsys):
     assert main(args) == 2  # existing outputs are kept unless --overwrite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0]
+    assert main(args + ["--overwrite", "--device", "tpu"]) == 2  # checked before any work
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device must be" in err[0]
 
 
 def _summary(model_psnr=(16.0, 16.5), model_corr=0.6, ablated_corr=0.3, model_err=0.2, ablated_err=0.3):

@@ -48,17 +48,21 @@ def _nonnegative_int(text: str) -> int:
 
 
 def _torch_device(text: str) -> str:
-    """Check a --device value ("cpu", "cuda", "cuda:1") before any work; ValueError names the problem."""
+    """Check a --device value ("cpu", "cuda", "cuda:1", "mps") before any work; ValueError names the problem."""
     import torch
 
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {text!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or mps, got {text!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {text} was asked for, but torch sees no CUDA device")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {text!r}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {text} was asked for, but torch sees no MPS device")
     return text
 
 

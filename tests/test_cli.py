@@ -292,3 +292,21 @@ def test_demo_with_the_bundled_model(tmp_path):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["command"] == "demo" and meta["model"]["variant"] == "tiny"
     assert {"orbit.mp4", "grid.png", "view_00.mp4", "view_04.mp4"} <= {p.name for p in out.iterdir()}
+
+
+def test_device_values_are_checked_before_any_work():
+    import torch
+
+    from sv4d_kit.cli import _torch_device
+
+    assert _torch_device("cpu") == "cpu"
+    for bad, words in (
+        ("tpu", "must be cpu, cuda"),
+        ("gpu", "must be cpu, cuda"),
+        ("cuda:99", "CUDA device"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            _torch_device(bad)
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="no MPS device"):
+            _torch_device("mps")

@@ -522,19 +522,20 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _as_is(batch: Batch) -> Batch:  # a module-level function: workers started by "spawn" (macOS) pickle it
-    return batch
-
-
 def batches(config: TrainConfig, start: int, end: int, workers: int = 0):
     """Yield `make_batch(config, step)` for step in [start, end), rendered ahead by `workers` processes (0: in
     this process). The batches are the same either way: each is a pure function of (config.seed, step)."""
     if workers <= 0:
         yield from (make_batch(config, step) for step in range(start, end))
         return
-    loader = torch.utils.data.DataLoader(_Batches(config, start, end), batch_size=None, shuffle=False,
-                                         num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4,
-                                         collate_fn=_as_is)  # fmt: skip
+    # batch_size=None: each item is one step's Batch, passed through as it is
+    loader = torch.utils.data.DataLoader(
+        _Batches(config, start, end),
+        batch_size=None,
+        num_workers=workers,
+        worker_init_fn=_one_thread,
+        prefetch_factor=4,
+    )
     yield from loader
 
 
@@ -609,7 +610,7 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
         "final_loss_avg50": float(np.mean(losses[-50:])) if losses else None,
         "wall_s": wall_before + time.perf_counter() - tic,  # all sessions of the run together
         "torch_threads": config.threads,
-        "device": str(device) if device.type == "cpu" else f"{device}: {torch.cuda.get_device_name(device)}",
+        "device": f"{device}: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else str(device),
         "data_workers": workers,
         "config": config.to_dict(),
     }

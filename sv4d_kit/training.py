@@ -58,6 +58,7 @@ from sv4d_kit.models.unet import SV4DUNet
 from sv4d_kit.sampling import vscaling_edm_cnoise
 
 TINY_ASSET = "tiny_sv4d"  # the bundled model folder under sv4d_kit/assets/
+LOSSES = ("l2", "l1")
 
 
 @dataclass
@@ -106,6 +107,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     P_mean: float = 0.7  # log-normal training noise levels (SVD's and SV4D's: log sigma ~ N(0.7, 1.6))
     P_std: float = 1.6
+    # "l2": the squared v-objective error (SV4D 2.0's); "l1": its absolute value, whose minimiser is the
+    # per-pixel conditional median of x0 instead of the mean (generative-models' StandardDiffusionLoss loss_type)
+    loss: str = "l2"
     static_fraction: float = 0.25  # the first steps train on static orbits (3D) only
     static_mix: float = 0.2  # afterwards (4D), this share of scenes is still static
     p_uncond: float = 0.1  # condition dropout per scene
@@ -187,6 +191,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.P_std > 0:
             raise ValueError(f"P_std must be > 0, got {self.P_std!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         for name in ("static_fraction", "static_mix", "p_uncond", "p_mask_view", "min_lr_ratio"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -365,7 +371,17 @@ def diffusion_loss(pipe, batch: Batch, config: TrainConfig, generator: torch.Gen
     c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(s)
     out = unet(torch.cat([x * c_in, concat], dim=1), c_noise.flatten(), crossattn, vector, cond_view)
     target = (x0 - c_skip * x) / c_out  # the v-objective
-    return torch.mean((out - target) ** 2)
+    return regression_loss(out, target, config.loss)
+
+
+def regression_loss(prediction: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """Mean squared ("l2": minimised by the conditional mean) or absolute ("l1": by the conditional median) error."""
+    error = prediction - target
+    if kind == "l2":
+        return error.square().mean()
+    if kind == "l1":
+        return error.abs().mean()
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {kind!r}")
 
 
 def lr_at(config: TrainConfig, step: int) -> float:

@@ -129,7 +129,7 @@ def test_conditioner_space_to_depth_encoders_are_parameter_free():
 @pytest.mark.parametrize(
     "field, value",
     [("steps", 0), ("image_size", 20), ("P_std", 0.0), ("p_uncond", 1.5), ("elevation_range_deg", (30, 10)),
-     ("frames", 30), ("lr", -1.0), ("seed", -1)],
+     ("frames", 30), ("lr", -1.0), ("seed", -1), ("loss", "l3")],
 )  # fmt: skip
 def test_bad_config_raises(field, value):
     with pytest.raises(ValueError, match=field):
@@ -138,10 +138,22 @@ def test_bad_config_raises(field, value):
         training.TrainConfig.from_dict({"stepz": 3})
 
 
+def test_l2_is_minimised_by_the_mean_and_l1_by_the_median():
+    # one pixel channel whose posterior is 70 % white background (1.0) and 30 % a red object's green channel (0.16):
+    # the squared error's best constant is the blend (a tinted halo), the absolute error's is the background
+    samples = torch.tensor([1.0] * 7 + [0.16] * 3)
+    grid = torch.linspace(0, 1, 101)
+    best = {kind: float(grid[torch.stack([training.regression_loss(c.expand(10), samples, kind) for c in grid])
+                             .argmin()]) for kind in training.LOSSES}  # fmt: skip
+    assert best["l2"] == pytest.approx(0.748, abs=0.006) and best["l1"] == 1.0
+    with pytest.raises(ValueError, match="loss"):
+        training.regression_loss(samples, samples, "huber")
+
+
 @pytest.mark.parametrize(
     "latent",
-    [{}, {"latent_channels": 24, "latent_shift": 0.0, "latent_scale": 1.44}],
-    ids=["lossless", "projected"],
+    [{}, {"latent_channels": 24, "latent_shift": 0.0, "latent_scale": 1.44}, {"loss": "l1"}],
+    ids=["lossless", "projected", "l1"],
 )
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(latent):
     config = training.TrainConfig(**SMALL, **latent, steps=10)

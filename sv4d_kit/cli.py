@@ -228,8 +228,9 @@ def cmd_scene(args) -> None:
 
 MODEL_KEYS = ("variant", "frames_per_chunk", "num_views", "image_size")
 # The demo's default clip length: the tiny model samples chunks of 4 frames overlapping by one, so 13 frames are
-# exactly four chunks (3k + 1 frames waste none); with its 12 unguided steps this took 18.7 s on the slower 2-core
-# machine of BENCHMARKS.md (the whole 21-frame sample: 25.3 s), within the ~30 s target.
+# exactly four chunks (3k + 1 frames waste none); with 12 unguided steps a chunk this took 18.7 s on the slower 2-core
+# machine of BENCHMARKS.md (the whole 21-frame sample: 25.3 s), with the bundled model's 6 steps 9.1-9.3 s, within
+# the ~30 s target.
 DEMO_FRAMES = 13
 SAMPLE = "sample_moving_object.gif"  # the bundled demo input (sv4d_kit/assets/), made by sv4d_kit.synthetic
 

@@ -21,14 +21,16 @@ The bundled weights were made in two stages (`make tiny-model` runs both; BENCHM
 
     sv4d-kit train --output runs/tiny-base --no-progress                     # 1: the defaults of TrainConfig
     sv4d-kit train --output runs/tiny-finetune --config recipes/tiny_finetune.json \
-        --export sv4d_kit/assets/tiny_sv4d --no-progress                      # 2: fine-tune at high noise levels
+        --export sv4d_kit/assets/tiny_sv4d --no-progress                      # 2: fine-tune at high noise levels, L1
 
 Stage 1 is 5500 steps of 8 scenes x 4 frames x 5 views at 32 px, seed 0, log sigma ~ N(0.7, 1.6) (6175 s at about
 1.1 s a step on the 2-core CPU of 2026-11-28; about 3.5 s a step on the slower one of 2026-11-30). Stage 2 starts
-from stage 1's export and trains 1000 steps at log sigma ~ N(3.3, 0.7), the noise levels the sampler visits
-(sigma 80 -> 20), at lr 1e-4 (3939 s on the 2026-11-30 machine). Add --resume to continue an interrupted stage.
-On a GPU, `--device cuda --workers N` trains there while N processes render the scenes (`make tiny-model-gpu`: a
-stage 3 of 1750 steps x 32 scenes from the bundled model, 478 s on an H200; not bundled, see BENCHMARKS.md).
+from stage 1's export and trains 1000 steps at log sigma ~ N(3.3, 0.7), the noise levels the sampler visits, at
+lr 1e-4 with the L1 loss (`loss="l1"`: the network's x0 estimate becomes the per-pixel conditional median, whose
+silhouettes have sharp edges where the mean's are a tinted halo; 3075 s on the machine of 2026-12-01). Its sampling
+defaults (6 steps, sigma 80 -> 55, no guidance) were chosen on validation scenes. Add --resume to continue an
+interrupted stage. On a GPU, `--device cuda --workers N` trains there while N processes render the scenes
+(`make tiny-model-gpu`: a stage 3 of 1750 steps x 32 scenes from the bundled model; see BENCHMARKS.md).
 
 `RUN_DIR/summary.json` and the exported folder's `training.json` record the steps, the wall time and the final loss.
 """
@@ -121,10 +123,11 @@ class TrainConfig:
     checkpoint_every: int = 100
     threads: int = 2  # torch CPU threads (the recipe's run had the 2-core CPU to itself)
     # The exported pipeline's sampling defaults (`SV4DPipeline.config.sampling`), tuned after stage 1 on
-    # validation scenes (held-out evaluation seeds 50 and 51; re-checked after stage 2). sigma_min is
-    # high on purpose: the tiny net's samples carry coloured speckle where it cannot tell content at sigma ~ 1-5, so
-    # sampling stops early and returns its denoised estimate (the last Euler step lands on D(x)). Guidance 1 (none)
-    # scored better than 1.5 there and runs the network once a step instead of twice (BENCHMARKS.md).
+    # validation scenes (held-out evaluation seeds 50 and 51); stage 2's recipe sets its own (sigma 80 -> 55, 6
+    # steps, tuned the same way for the L1 model). sigma_min is high on purpose: the tiny net's samples carry
+    # coloured speckle where it cannot tell content at sigma ~ 1-5, so sampling stops early and returns its denoised
+    # estimate (the last Euler step lands on D(x)). Guidance 1 (none) scored better than 1.5 there and runs the
+    # network once a step instead of twice (BENCHMARKS.md).
     sampling: dict = field(
         default_factory=lambda: dict(
             num_inference_steps=12,

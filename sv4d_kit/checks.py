@@ -1,0 +1,89 @@
+"""Checks of user-supplied values: one error type (`KitInputError`) and one wording for every caller.
+
+Every function checks one value and returns it in its plain Python type, or raises `KitInputError` with one line
+that names the value, says what was expected and shows what was given:
+
+    >>> integer("steps", 2.0, minimum=1)
+    Traceback (most recent call last):
+    KitInputError: steps must be an integer >= 1, got 2.0
+
+The policy, the same everywhere: an integer is an `int` (or a NumPy/torch integer scalar), never a bool and never
+a float, even an integral one (`2.0` pixels is a sign of a mix-up, so it is refused, not rounded); a number is a
+finite real (an int or a float, never a bool). The `sv4d-kit` command turns a `KitInputError` into its one
+`error:` line and exit code 2; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable
+
+
+class KitInputError(ValueError):
+    """Bad user input: a value, file or option the kit cannot work with. The message is one line."""
+
+
+def _bounds(minimum, maximum, open_min: bool = False, open_max: bool = False) -> str:
+    if minimum is not None and maximum is not None:
+        return f"in {'(' if open_min else '['}{minimum}, {maximum}{')' if open_max else ']'}"
+    if minimum is not None:
+        return f"{'>' if open_min else '>='} {minimum}"
+    if maximum is not None:
+        return f"{'<' if open_max else '<='} {maximum}"
+    return ""
+
+
+def integer(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an int within [minimum, maximum] (either bound may be None)."""
+    expected = " ".join(filter(None, ("an integer", _bounds(minimum, maximum))))
+    if isinstance(value, bool):
+        raise KitInputError(f"{name} must be {expected}, got {value!r}")
+    try:
+        result = operator.index(value)  # int, numpy / torch integer scalars; not float, not str
+    except TypeError:
+        raise KitInputError(f"{name} must be {expected}, got {value!r}") from None
+    if (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
+        raise KitInputError(f"{name} must be {expected}, got {value!r}")
+    return int(result)
+
+
+def number(
+    name: str,
+    value,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_min: bool = False,
+    open_max: bool = False,
+) -> float:
+    """`value` as a finite float within the bounds (`open_min` / `open_max` exclude the bound itself)."""
+    expected = " ".join(filter(None, ("a finite number", _bounds(minimum, maximum, open_min, open_max))))
+    if isinstance(value, bool) or isinstance(value, str):
+        raise KitInputError(f"{name} must be {expected}, got {value!r}")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise KitInputError(f"{name} must be {expected}, got {value!r}") from None
+    below = minimum is not None and (result <= minimum if open_min else result < minimum)
+    above = maximum is not None and (result >= maximum if open_max else result > maximum)
+    if not math.isfinite(result) or below or above:
+        raise KitInputError(f"{name} must be {expected}, got {value!r}")
+    return result
+
+
+def fraction(name: str, value) -> float:
+    """A number in [0, 1] (a probability, a share)."""
+    return number(name, value, 0, 1)
+
+
+def positive(name: str, value) -> float:
+    """A finite number > 0."""
+    return number(name, value, 0, open_min=True)
+
+
+def one_of(name: str, value, choices: Iterable):
+    """`value` if it is one of `choices`."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise KitInputError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value

@@ -8,6 +8,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "SV4DPipeline": "sv4d_kit.pipeline",
     "SV4DPipelineOutput": "sv4d_kit.pipeline",
+    "generate": "sv4d_kit.generation",
+    "GenerateResult": "sv4d_kit.generation",
+    "KitInputError": "sv4d_kit.checks",
     "SV4DUNet": "sv4d_kit.models.unet",
     "SV4DConditioner": "sv4d_kit.models.conditioner",
     "CLIPImageEncoder": "sv4d_kit.models.clip",

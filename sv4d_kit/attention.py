@@ -24,6 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.models.transformer import CrossAttention
 
 # Attention kind -> the ModuleList of a transformer whose blocks' attn1 is that kind of self-attention.
@@ -41,7 +42,7 @@ def attention_layers(
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in ATTENTION_KINDS]
     if bad or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {tuple(ATTENTION_KINDS)}, got {kinds}")
+        raise KitInputError(f"kinds must be a non-empty subset of {tuple(ATTENTION_KINDS)}, got {kinds}")
     layers = None if layers is None else [str(name).rstrip(".") for name in layers]
     found = {}
     for name, module in unet.named_modules():
@@ -54,7 +55,7 @@ def attention_layers(
             continue
         found[name] = module
     if not found:
-        raise ValueError(f"layers {layers} select no attention layer of kinds {kinds}")
+        raise KitInputError(f"layers {layers} select no attention layer of kinds {kinds}")
     return found
 
 

@@ -23,6 +23,9 @@ import math
 import numpy as np
 import torch
 
+from sv4d_kit import checks
+from sv4d_kit.checks import KitInputError
+
 # Defaults of the two released SV4D 2.0 variants: time frames per chunk T, novel views V and the novel views'
 # azimuths relative to the input view (degrees; the script's `azimuths_deg` minus its leading 0). Elevation 0.
 SV4D_VARIANTS = {
@@ -36,26 +39,24 @@ def _check_range(name: str, value, lo: float | None = None, hi: float | None = N
     try:
         t = torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{name} must be a number or a list of numbers, got {value!r}") from err
+        raise KitInputError(f"{name} must be a number or a list of numbers, got {value!r}") from err
     below = lo is not None and bool((t <= lo).any() if lo_open else (t < lo).any())
     above = hi is not None and bool((t > hi).any())
     if not bool(torch.isfinite(t).all()) or below or above:
         left = "(-inf" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
         right = "inf)" if hi is None else f"{hi:g}]"
-        raise ValueError(f"{name} must be finite and in {left}, {right}, got {value!r}")
+        raise KitInputError(f"{name} must be finite and in {left}, {right}, got {value!r}")
     return t
 
 
 def _check_pixels(name: str, value: int, minimum: int = 8) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum} pixels, got {value!r}")
-    return int(value)
+    return checks.integer(f"{name} (pixels)", value, minimum=minimum)
 
 
 def _check_matrices(name: str, value, size: int) -> torch.Tensor:
     t = torch.as_tensor(value)
     if t.ndim < 2 or t.shape[-2:] != (size, size) or not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite (..., {size}, {size}) matrices, got shape {tuple(t.shape)}")
+        raise KitInputError(f"{name} must be finite (..., {size}, {size}) matrices, got shape {tuple(t.shape)}")
     return t
 
 
@@ -80,7 +81,7 @@ def look_at(
     )
     fwd = target - eye
     if bool((fwd.norm(dim=-1) < 1e-12).any()):
-        raise ValueError("eye must differ from target")
+        raise KitInputError("eye must differ from target")
     fwd = fwd / fwd.norm(dim=-1, keepdim=True)
     right = torch.linalg.cross(fwd, up.expand_as(fwd), dim=-1)
     # Straight above/below: the up vector is parallel to the view direction; pick a stable fallback.
@@ -109,7 +110,7 @@ def _broadcast_angles(azimuth_deg, elevation_deg, radius=None) -> tuple[torch.Te
         return torch.broadcast_tensors(*values)
     except RuntimeError as err:
         shapes = ", ".join(str(tuple(v.shape)) for v in values)
-        raise ValueError(
+        raise KitInputError(
             f"azimuth_deg, elevation_deg and radius must have matching lengths, got {shapes}"
         ) from err
 
@@ -133,7 +134,7 @@ def intrinsics(fov_deg: float, height: int, width: int | None = None) -> torch.T
     width = height if width is None else width
     fov = _check_range("fov_deg", fov_deg)
     if fov.ndim != 0 or not 0.0 < float(fov) < 180.0:
-        raise ValueError(f"fov_deg must be one number in (0, 180), got {fov_deg!r}")
+        raise KitInputError(f"fov_deg must be one number in (0, 180), got {fov_deg!r}")
     fov = float(fov)
     height, width = _check_pixels("height", height), _check_pixels("width", width)
     f = 0.5 * height / math.tan(math.radians(fov) / 2)
@@ -209,10 +210,9 @@ def unproject_depth(depth: torch.Tensor, extrinsics: torch.Tensor, K: torch.Tens
 
 def orbit_azimuths(n: int, start: float = 0.0) -> torch.Tensor:
     """`n` azimuths (degrees) evenly covering a full 360° turn, starting at `start`, wrapped to [0, 360). -> (n,)"""
-    if isinstance(n, bool) or not float(n).is_integer() or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    n = checks.integer("n", n, minimum=1)
     start = float(_check_range("start", start))
-    return (start + 360.0 * torch.arange(int(n), dtype=torch.float64) / int(n)) % 360.0
+    return (start + 360.0 * torch.arange(n, dtype=torch.float64) / n) % 360.0
 
 
 def spiral_angles(
@@ -222,10 +222,9 @@ def spiral_angles(
 
     Returns (azimuths_deg (n,), elevations_deg (n,)); the first camera is at (start, elevation_range[0]).
     """
-    if isinstance(n, bool) or not float(n).is_integer() or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    n = checks.integer("n", n, minimum=2)
     if len(elevation_range) != 2:
-        raise ValueError(f"elevation_range must be two numbers (low, high), got {elevation_range!r}")
+        raise KitInputError(f"elevation_range must be two numbers (low, high), got {elevation_range!r}")
     lo, hi = _check_range("elevation_range", elevation_range, -90.0, 90.0).tolist()
     turns = float(_check_range("turns", turns))
     start = float(_check_range("start", start))
@@ -242,12 +241,12 @@ def camera_trajectory(azimuths_deg, elevations_deg=0.0) -> tuple[torch.Tensor, t
     """
     a = _check_range("azimuths_deg", azimuths_deg)
     if a.ndim != 1 or a.numel() == 0:
-        raise ValueError(f"azimuths_deg must be a non-empty list of numbers, got {azimuths_deg!r}")
+        raise KitInputError(f"azimuths_deg must be a non-empty list of numbers, got {azimuths_deg!r}")
     e = _check_range("elevations_deg", elevations_deg, -90.0, 90.0)
     if e.ndim == 0:
         e = e.expand_as(a).clone()
     if e.shape != a.shape:
-        raise ValueError(
+        raise KitInputError(
             f"elevations_deg must be one number or a list of {a.numel()} values (one per azimuth), got {e.numel()}"
         )
     return a, e
@@ -259,7 +258,7 @@ def camera_trajectory(azimuths_deg, elevations_deg=0.0) -> tuple[torch.Tensor, t
 
 def _check_variant(variant: str) -> dict:
     if variant not in SV4D_VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(SV4D_VARIANTS)}, got {variant!r}")
+        raise KitInputError(f"variant must be one of {sorted(SV4D_VARIANTS)}, got {variant!r}")
     return SV4D_VARIANTS[variant]
 
 
@@ -301,11 +300,10 @@ def sv4d_relative_angles(elevations_deg, azimuths_deg, T: int) -> tuple[torch.Te
     """
     azimuths, elevations = camera_trajectory(azimuths_deg, elevations_deg)
     if azimuths.numel() < 2:
-        raise ValueError(
+        raise KitInputError(
             f"azimuths_deg must hold the input view and at least one novel view, got {azimuths_deg!r}"
         )
-    if isinstance(T, bool) or not float(T).is_integer() or T < 1:
-        raise ValueError(f"T must be an integer >= 1, got {T!r}")
+    T = checks.integer("T", T, minimum=1)
     e, a = elevations.numpy(), azimuths.numpy()
     polars = np.deg2rad(90.0 - e)
     azims = np.deg2rad((a - a[-1]) % 360.0)
@@ -329,7 +327,7 @@ def plucker_rays(extrinsics: torch.Tensor, K: torch.Tensor, height: int, width: 
     height, width = _check_pixels("height", height, 1), _check_pixels("width", width, 1)
     E = _check_matrices("extrinsics", extrinsics, 4)
     if E.ndim != 3:
-        raise ValueError(f"extrinsics must have shape (N, 4, 4), got {tuple(E.shape)}")
+        raise KitInputError(f"extrinsics must have shape (N, 4, 4), got {tuple(E.shape)}")
     origins, dirs = pixel_rays(E, K, pixel_centers(height, width))  # (N, 3), (N, H*W, 3)
     moments = torch.linalg.cross(origins[:, None].expand_as(dirs), dirs, dim=-1)
     rays = torch.cat([moments, dirs], dim=-1)  # (N, H*W, 6)
@@ -364,7 +362,7 @@ def epipolar_lines(F: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     in pixels of (u, v) from the line. F (..., 3, 3), pixels (..., M, 2) continuous coordinates -> (..., M, 3)"""
     F = _check_matrices("F", F, 3).float()
     if pixels.shape[-1] != 2:
-        raise ValueError(f"pixels must have shape (..., M, 2), got {tuple(pixels.shape)}")
+        raise KitInputError(f"pixels must have shape (..., M, 2), got {tuple(pixels.shape)}")
     homog = torch.cat([pixels.float(), torch.ones_like(pixels[..., :1], dtype=torch.float32)], dim=-1)
     lines = homog @ F.transpose(-1, -2)  # rows are F x_i
     return lines / lines[..., :2].norm(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -87,3 +87,22 @@ def one_of(name: str, value, choices: Iterable):
     if value not in choices:
         raise KitInputError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
+
+
+def torch_device(name: str, value) -> str:
+    """A device torch has here: "cpu", "cuda", "cuda:N" (N below the device count) or "mps"; returned as given."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise KitInputError(f"{name} must be cpu, cuda, cuda:N or mps, got {value!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise KitInputError(f"{name} {value} was asked for, but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise KitInputError(f"{name} {value}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise KitInputError(f"{name} {value} was asked for, but torch sees no MPS device")
+    return str(value)

@@ -1,17 +1,25 @@
-"""The `sv4d-kit` command: `scene` (render a synthetic 4D scene), `generate`, and the golden check.
+"""The `sv4d-kit` command: a thin layer of argument parsers over the library, one `_add_<command>` per `cmd_<command>`.
 
-Every subcommand exits 0 on success and 2 on bad input or usage, printing exactly one `error:` line on stderr and no
-traceback; a failed run leaves nothing in the output folder.
+Every subcommand exits 0 on success and 2 on bad input or usage (a `KitInputError`, an argparse complaint or a file
+error), printing exactly one `error:` line on stderr and no traceback; a failed run leaves nothing in the output
+folder. Any other exception is a bug in the kit: it keeps its traceback and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 
+from sv4d_kit import checks
+from sv4d_kit.checks import KitInputError
 
-class UsageError(ValueError):
+# Errors that are the user's to fix: one line, exit 2. File errors come from paths the user gave.
+INPUT_ERRORS = (KitInputError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+class UsageError(KitInputError):
     """Bad command-line usage (argparse's complaints, made one-line)."""
 
 
@@ -20,55 +28,49 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _checked(check, parse=float, **bounds):
+    """An argparse type: the text parsed by `parse`, then checked by a `sv4d_kit.checks` function (argparse names
+    the flag, so the message starts at "must be")."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text  # the check says what was expected
+        try:
+            return check("", value, **bounds)
+        except KitInputError as e:
+            raise argparse.ArgumentTypeError(str(e).strip()) from None
+
+    return convert
+
+
 def _float_list(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip() != ""]
+        values = [float(v) for v in text.split(",") if v.strip() != ""]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("needs at least one number")
+    return [_checked(checks.number)(str(v)) for v in values]
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= `minimum`, or one clear error line."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
+_positive_int = _checked(checks.integer, int, minimum=1)
+_nonnegative_int = _checked(checks.integer, int, minimum=0)
+_device = _checked(checks.torch_device, str)
 
 
-_positive_int = _int_at_least(1)
-_nonnegative_int = _int_at_least(0)
+def _defaults(function) -> dict:
+    """The keyword defaults of a library function: the command shows them in its help and never repeats them."""
+    return {
+        k: p.default for k, p in inspect.signature(function).parameters.items() if p.default is not p.empty
+    }
 
 
-def _torch_device(text: str) -> str:
-    """Check a --device value ("cpu", "cuda", "cuda:1", "mps") before any work; ValueError names the problem."""
-    import torch
-
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device must be cpu, cuda, cuda:N or mps, got {text!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {text} was asked for, but torch sees no CUDA device")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {text}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {text} was asked for, but torch sees no MPS device")
-    return text
+# ---------------------------------------------------------------------------------------------------------------- scene
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sv4d-kit", description="Learn, run and take apart SV4D 2.0 (4D generation).")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_scene(sub) -> None:
     p = sub.add_parser("scene", help="render a synthetic 4D scene (ground truth) from orbit cameras")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument(
@@ -81,124 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static", action="store_true", help="render the scene without motion")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_scene)
-
-    p = sub.add_parser("generate", help="generate novel-view videos and a 360° orbit from an image or a clip")
-    p.add_argument("input", help="an image, GIF, MP4, a folder of frames or a glob pattern")
-    p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
-    p.add_argument(
-        "--model",
-        default="tiny",
-        help="tiny (the bundled tiny SV4D, default), a kit model folder, a released .safetensors file or "
-        "a hub id",
-    )
-    p.add_argument(
-        "--variant",
-        choices=["sv4d2", "sv4d2_8views"],
-        default=None,
-        help="network variant of a released checkpoint (default: from the file name)",
-    )
-    p.add_argument("--download", action="store_true", help="allow downloading a hub model")
-    p.add_argument(
-        "--steps",
-        type=_positive_int,
-        default=None,
-        help="sampling steps (default: the model's, 50 for SV4D 2.0)",
-    )
-    p.add_argument("--cfg", type=float, default=None, help="maximum guidance scale (default: the variant's)")
-    p.add_argument(
-        "--min-cfg", type=float, default=None, help="minimum guidance scale (default: the variant's)"
-    )
-    p.add_argument(
-        "--elevation", type=float, default=0.0, help="camera elevation of the novel views in degrees"
-    )
-    p.add_argument(
-        "--azimuths",
-        type=_float_list,
-        default=None,
-        help="comma-separated azimuths in degrees of the input view and every novel view (V+1 values)",
-    )
-    p.add_argument(
-        "--frames",
-        type=_positive_int,
-        default=None,
-        help="output frames (default: the clip's, at most 21; one image gives a still clip)",
-    )
-    p.add_argument("--seed", type=int, default=23, help="random seed (default 23)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--offload", action="store_true", help="keep models on the CPU between stages (CUDA)")
-    p.add_argument(
-        "--encode-chunk", type=_positive_int, default=8, help="frames encoded at a time (default 8)"
-    )
-    p.add_argument(
-        "--decode-chunk", type=_positive_int, default=4, help="frames decoded at a time (default 4)"
-    )
-    p.add_argument("--size", type=_positive_int, default=None, help="image size (default: the model's)")
-    p.add_argument(
-        "--remove-bg", action="store_true", help="matte with rembg (must be installed, model on disk)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("demo", help="the bundled sample through the bundled tiny SV4D, on the CPU")
-    p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
-    p.add_argument(
-        "--frames", type=_positive_int, default=DEMO_FRAMES, help=f"frames (default {DEMO_FRAMES})"
-    )
-    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--seed", type=int, default=23, help="random seed (default 23)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser(
-        "evaluate", help="metrics on held-out synthetic scenes: the model, a baseline, ablations"
-    )
-    p.add_argument("--scenes", type=_positive_int, default=50, help="held-out scenes (default 50)")
-    p.add_argument(
-        "--seed", type=int, default=0, help="evaluation seed: picks the held-out scenes (default 0)"
-    )
-    p.add_argument("--json", required=True, help="where to write {method: {metric: value}}")
-    p.add_argument("--model", default="tiny", help="tiny (default) or a kit model folder")
-    p.add_argument(
-        "--device", default="cpu", help="where the model samples: cpu (default), cuda, cuda:N (metrics: CPU)"
-    )
-    p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--figure", default=None, help="also write a PNG: input | ground truth | generated")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser(
-        "train", help="train the tiny SV4D on synthetic 4D scenes (the bundled weights' recipe)"
-    )
-    p.add_argument(
-        "--output", required=True, help="run folder: checkpoint/, config.json, model/ (the export)"
-    )
-    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 0)")
-    p.add_argument("--config", default=None, help="a JSON file of TrainConfig fields overriding the recipe")
-    p.add_argument(
-        "--export", default=None, help="where to write the trained pipeline (default OUTPUT/model)"
-    )
-    p.add_argument(
-        "--init-from",
-        default=None,
-        metavar="MODEL",
-        help="fine-tune: start from an exported model folder's weights ('tiny' = the bundled model)",
-    )
-    p.add_argument("--device", default="cpu", help="where the network trains: cpu (default), cuda, cuda:N")
-    p.add_argument(
-        "--workers", type=_nonnegative_int, default=0,
-        help="processes rendering scenes ahead of the steps (default 0: in the training process)",
-    )  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUTPUT")
-    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
-    p.set_defaults(func=cmd_train)
-    return parser
 
 
 def cmd_scene(args) -> None:
@@ -225,54 +109,168 @@ def cmd_scene(args) -> None:
     print(f"wrote {folder} ({args.frames} frames x {args.views} views, {args.size} px) in {seconds:.2f} s")
 
 
-MODEL_KEYS = ("variant", "frames_per_chunk", "num_views", "image_size")
-# The demo's default clip length: the tiny model samples chunks of 4 frames overlapping by one, so 13 frames are
-# exactly four chunks (3k + 1 frames waste none); with 12 unguided steps a chunk this took 18.7 s on the slower 2-core
-# machine of BENCHMARKS.md (the whole 21-frame sample: 25.3 s), with the bundled model's 6 steps 9.1-9.3 s, within
-# the ~30 s target.
-DEMO_FRAMES = 13
-SAMPLE = "sample_moving_object.gif"  # the bundled demo input (sv4d_kit/assets/), made by sv4d_kit.synthetic
+# ------------------------------------------------------------------------------------------------------------- generate
 
 
-def load_model(name: str, variant=None, download: bool = False, dtype=None):
-    """`tiny` (the bundled tiny SV4D) or anything `SV4DPipeline.from_pretrained` takes."""
-    from sv4d_kit.pipeline import SV4DPipeline
+def _add_generate(sub) -> None:
+    from sv4d_kit.generation import DTYPES, generate
 
-    if name == "tiny":
-        from sv4d_kit.training import load_tiny_pipeline
+    d = _defaults(generate)
+    p = sub.add_parser("generate", help="generate novel-view videos and a 360° orbit from an image or a clip")
+    p.add_argument("input", help="an image, GIF, MP4, a folder of frames or a glob pattern")
+    p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument(
+        "--model",
+        default=d["model"],
+        help="tiny (the bundled tiny SV4D, default), a kit model "
+        "folder, a released .safetensors file or a hub id",
+    )
+    p.add_argument(
+        "--variant",
+        choices=["sv4d2", "sv4d2_8views"],
+        default=d["variant"],
+        help="network variant of a released checkpoint (default: from the file name)",
+    )
+    p.add_argument("--download", action="store_true", help="allow downloading a hub model")
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=d["steps"],
+        help="sampling steps (default: the model's, 50 for SV4D 2.0)",
+    )
+    p.add_argument(
+        "--cfg",
+        type=_checked(checks.number, minimum=0),
+        default=d["cfg"],
+        help="maximum guidance scale (default: the variant's)",
+    )
+    p.add_argument(
+        "--min-cfg",
+        type=_checked(checks.number, minimum=0),
+        default=d["min_cfg"],
+        help="minimum guidance scale (default: the variant's)",
+    )
+    p.add_argument(
+        "--elevation",
+        type=_checked(checks.number, minimum=-90, maximum=90),
+        default=d["elevation"],
+        help="camera elevation of the novel views in degrees (default %(default)s)",
+    )
+    p.add_argument(
+        "--azimuths",
+        type=_float_list,
+        default=d["azimuths"],
+        help="comma-separated azimuths in degrees of the input view and every novel view (V+1 values)",
+    )
+    p.add_argument(
+        "--frames",
+        type=_positive_int,
+        default=d["frames"],
+        help="output frames (default: the clip's, at most 21; one image gives a still clip)",
+    )
+    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (default %(default)s)")
+    p.add_argument(
+        "--device", type=_device, default=d["device"], help="cpu, cuda, cuda:N or mps (default cpu)"
+    )
+    p.add_argument("--dtype", choices=DTYPES, default=d["dtype"])
+    p.add_argument("--offload", action="store_true", help="keep models on the CPU between stages (CUDA)")
+    p.add_argument(
+        "--encode-chunk",
+        type=_positive_int,
+        default=d["encode_chunk"],
+        help="frames encoded at a time (default %(default)s)",
+    )
+    p.add_argument(
+        "--decode-chunk",
+        type=_positive_int,
+        default=d["decode_chunk"],
+        help="frames decoded at a time (default %(default)s)",
+    )
+    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size (default: the model's)")
+    p.add_argument(
+        "--remove-bg", action="store_true", help="matte with rembg (must be installed, model on disk)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_generate)
 
-        return load_tiny_pipeline(torch_dtype=dtype)
-    return SV4DPipeline.from_pretrained(name, variant=variant, download=download, torch_dtype=dtype)
+
+def cmd_generate(args) -> None:
+    from sv4d_kit.generation import generate
+
+    options = {
+        k: v for k, v in vars(args).items() if k not in ("func", "command", "input", "output", "no_progress")
+    }
+    _report(generate(args.input, args.output, progress=not args.no_progress, **options))
+
+
+def _report(result) -> None:
+    images, timings = result.output.images, result.metadata["timings_s"]
+    print(
+        f"wrote {result.folder}: {images.shape[0]} frames x {images.shape[1]} views "
+        f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.items())})"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------- demo
+
+
+def _add_demo(sub) -> None:
+    from sv4d_kit.generation import demo
+
+    d = _defaults(demo)
+    p = sub.add_parser("demo", help="the bundled sample through the bundled tiny SV4D, on the CPU")
+    p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--frames", type=_positive_int, default=d["frames"], help="frames (default %(default)s)")
+    p.add_argument(
+        "--steps", type=_positive_int, default=d["steps"], help="sampling steps (default: the model's)"
+    )
+    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> None:
-    from importlib import resources
+    from sv4d_kit.generation import demo
 
-    with resources.as_file(resources.files("sv4d_kit") / "assets" / SAMPLE) as sample:
-        ns = argparse.Namespace(
-            input=str(sample),
-            output=args.output,
-            model="tiny",
-            variant=None,
-            download=False,
-            steps=args.steps,
-            cfg=None,
-            min_cfg=None,
-            elevation=10.0,
-            azimuths=None,
+    _report(
+        demo(
+            args.output,
             frames=args.frames,
+            steps=args.steps,
             seed=args.seed,
-            device="cpu",
-            dtype="float32",
-            offload=False,
-            encode_chunk=8,
-            decode_chunk=4,
-            size=None,
-            remove_bg=False,
-            no_progress=args.no_progress,
             overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
-        cmd_generate(ns, command="demo")
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="metrics on held-out synthetic scenes: the model, a baseline, ablations"
+    )
+    p.add_argument("--scenes", type=_positive_int, default=50, help="held-out scenes (default 50)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="evaluation seed: picks the held-out scenes (default 0)"
+    )
+    p.add_argument("--json", required=True, help="where to write {method: {metric: value}}")
+    p.add_argument("--model", default="tiny", help="tiny (default) or a kit model folder")
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="cpu",
+        help="where the model samples: cpu (default), cuda, cuda:N (metrics: CPU)",
+    )
+    p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--figure", default=None, help="also write a PNG: input | ground truth | generated")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args) -> None:
@@ -286,14 +284,17 @@ def cmd_evaluate(args) -> None:
     targets = [out] + ([Path(args.figure)] if args.figure else [])
     for path in targets:
         if path.is_dir():
-            raise ValueError(f"{str(path)!r} is a folder; give a file path")
+            raise KitInputError(f"{str(path)!r} is a folder; give a file path")
         if path.exists() and not args.overwrite:
-            raise ValueError(f"{str(path)!r} already exists; pass --overwrite to replace it")
+            raise KitInputError(f"{str(path)!r} already exists; pass --overwrite to replace it")
         parent = path.absolute().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ValueError(f"cannot write {str(path)!r}: its folder does not exist or is not writable")
-    _torch_device(args.device)
-    pipe = load_model(args.model).to(args.device)  # noise comes from CPU generators: the same on any device
+            raise KitInputError(f"cannot write {str(path)!r}: its folder does not exist or is not writable")
+    from sv4d_kit.pipeline import SV4DPipeline
+
+    pipe = SV4DPipeline.from_pretrained(args.model).to(
+        args.device
+    )  # noise comes from CPU generators: the same on any device
     tic = time.perf_counter()
     summary, examples = evaluation.evaluate(
         pipe,
@@ -321,6 +322,43 @@ def cmd_evaluate(args) -> None:
     print(f"wrote {out} ({args.scenes} held-out scenes, seed {args.seed}, {seconds:.1f} s)")
 
 
+# ---------------------------------------------------------------------------------------------------------------- train
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train the tiny SV4D on synthetic 4D scenes (the bundled weights' recipe)"
+    )
+    p.add_argument(
+        "--output", required=True, help="run folder: checkpoint/, config.json, model/ (the export)"
+    )
+    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 0)")
+    p.add_argument("--config", default=None, help="a JSON file of TrainConfig fields (recipes/*.json)")
+    p.add_argument(
+        "--export", default=None, help="where to write the trained pipeline (default OUTPUT/model)"
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from an exported model folder's weights ('tiny' = the bundled model)",
+    )
+    p.add_argument(
+        "--device", type=_device, default="cpu", help="where the network trains: cpu (default), cuda, cuda:N"
+    )
+    p.add_argument(
+        "--workers",
+        type=_nonnegative_int,
+        default=0,
+        help="processes rendering scenes ahead of the steps (default 0: in the training process)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUTPUT")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.set_defaults(func=cmd_train)
+
+
 def cmd_train(args) -> None:
     import json
     import shutil
@@ -333,9 +371,9 @@ def cmd_train(args) -> None:
         try:
             values = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"--config {args.config!r} is not a readable JSON file: {e}") from None
+            raise KitInputError(f"--config {args.config!r} is not a readable JSON file: {e}") from None
         if not isinstance(values, dict):
-            raise ValueError("--config must hold a JSON object of TrainConfig fields")
+            raise KitInputError("--config must hold a JSON object of TrainConfig fields")
     if args.steps is not None:
         values["steps"] = args.steps
     if args.seed is not None:
@@ -343,119 +381,42 @@ def cmd_train(args) -> None:
     if args.init_from is not None:
         values["init_from"] = args.init_from
     config = training.TrainConfig.from_dict(values)
-    device = _torch_device(args.device)
+    device = args.device
     out = Path(args.output)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--output {str(out)!r} is a file; give a folder")
+        raise KitInputError(f"--output {str(out)!r} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not (args.resume or args.overwrite):
-        raise ValueError(
+        raise KitInputError(
             f"{str(out)!r} is not empty; pass --resume to continue or --overwrite to start afresh"
         )
     if args.overwrite and not args.resume and out.is_dir():
         shutil.rmtree(out)
     tic = time.perf_counter()
-    _, losses = training.train(config, out, resume=args.resume, export_dir=args.export,
-                               progress=not args.no_progress, device=device, workers=args.workers)  # fmt: skip
-    final = sum(losses[-50:]) / max(len(losses[-50:]), 1)
-    print(f"trained {config.steps} steps in {time.perf_counter() - tic:.0f} s, final loss (mean of last 50) "
-          f"{final:.4f}; model in {args.export or out / 'model'}")  # fmt: skip
-
-
-def cmd_generate(args, command: str = "generate") -> None:
-    import torch
-
-    from sv4d_kit import __version__, preprocess
-    from sv4d_kit.media import prepare_output_dir, write_outputs
-
-    # 1. Check arguments and the output folder before any work
-    for name in ("cfg", "min_cfg"):
-        value = getattr(args, name)
-        if value is not None and not (value >= 0 and value != float("inf")):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
-    if not -90.0 <= args.elevation <= 90.0:
-        raise ValueError(f"--elevation must be in [-90, 90] degrees, got {args.elevation}")
-    if args.azimuths is not None and not args.azimuths:
-        raise ValueError("--azimuths needs at least one number")
-    _torch_device(args.device)
-    prepare_output_dir(args.output, args.overwrite)
-    timings = {}
-
-    # 2. Read the input (fails fast on bad files)
-    tic = time.perf_counter()
-    frames, read_info = preprocess.read_frames(args.input)
-    timings["read"] = time.perf_counter() - tic
-
-    # 3. Load the model
-    tic = time.perf_counter()
-    dtype = getattr(torch, args.dtype)
-    pipe = load_model(args.model, variant=args.variant, download=args.download, dtype=dtype)
-    V = pipe.config.num_views
-    if args.azimuths is not None and len(args.azimuths) != V + 1:
-        raise ValueError(
-            f"--azimuths needs {V + 1} values for this model (input view + {V} novel views), "
-            f"got {len(args.azimuths)}"
-        )
-    if args.offload:
-        pipe.enable_model_cpu_offload(device=args.device)
-    else:
-        pipe.to(args.device)
-    timings["load"] = time.perf_counter() - tic
-
-    # 4. Preprocess: one crop for the clip, resize, white background; frame count
-    tic = time.perf_counter()
-    n_frames = args.frames or min(len(frames), 21)
-    policy = "sample" if len(frames) >= n_frames else "loop"
-    try:
-        images, prep_info = preprocess.preprocess(
-            frames,
-            size=args.size or pipe.config.image_size,
-            remove_bg=args.remove_bg,
-            num_frames=n_frames,
-            frame_policy=policy,
-        )
-    except RuntimeError as e:  # rembg missing or its model not on disk
-        raise ValueError(str(e)) from None
-    timings["preprocess"] = time.perf_counter() - tic
-
-    # 5. Generate
-    out = pipe(
-        images,
-        elevations_deg=args.elevation,
-        azimuths_deg=args.azimuths,
-        num_inference_steps=args.steps,
-        min_guidance=args.min_cfg,
-        max_guidance=args.cfg,
-        seed=args.seed,
-        encode_chunk_size=args.encode_chunk,
-        decode_chunk_size=args.decode_chunk,
+    _, losses = training.train(
+        config,
+        out,
+        resume=args.resume,
+        export_dir=args.export,
         progress=not args.no_progress,
+        device=device,
+        workers=args.workers,
     )
-    timings.update(out.timings)
-
-    # 6. Write
-    tic = time.perf_counter()
-    meta = {
-        "kit_version": __version__,
-        "command": command,
-        "input": {
-            "path": str(args.input),
-            "read": read_info,
-            "preprocess": {k: v for k, v in prep_info.items() if k != "read"},
-        },
-        "model": {"source": str(args.model), **{k: pipe.config[k] for k in MODEL_KEYS}},
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("func", "input", "model")},
-        "seed": args.seed,
-        "cameras": out.cameras,
-        "timings_s": timings,
-    }
-    folder = write_outputs(
-        args.output, out.images, meta, azimuths_deg=out.cameras["azimuths_deg"], overwrite=args.overwrite
-    )
-    timings["write"] = time.perf_counter() - tic
+    final = sum(losses[-50:]) / max(len(losses[-50:]), 1)
     print(
-        f"wrote {folder}: {out.images.shape[0]} frames x {out.images.shape[1]} views "
-        f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.items())})"
+        f"trained {config.steps} steps in {time.perf_counter() - tic:.0f} s, final loss (mean of last 50) "
+        f"{final:.4f}; model in {args.export or out / 'model'}"
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sv4d-kit", description="Learn, run and take apart SV4D 2.0 (4D generation).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_scene, _add_generate, _add_demo, _add_evaluate, _add_train):
+        add(sub)
+    return parser
 
 
 def _quiet_libraries() -> None:
@@ -477,12 +438,13 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; 0 on success, 2 (one `error:` line) on bad input. A bug raises, with its traceback."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        _quiet_libraries()  # after parsing: `--help` and usage errors need no diffusers import (seconds here)
+        _quiet_libraries()
         args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except INPUT_ERRORS as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sv4d_kit import cameras, metrics, synthetic
+from sv4d_kit import cameras, checks, metrics, synthetic
+from sv4d_kit.checks import KitInputError
 
 METHODS = ("tiny_sv4d", "copy_input", "tiny_sv4d_no_view_attention", "tiny_sv4d_no_frame_attention")
 SWITCHES = {
@@ -80,7 +81,7 @@ def generate(pipe, scene: HeldOutScene, method: str, seed: int, steps: int | Non
     if method == "copy_input":
         return scene.images[:, :1].expand_as(scene.images).clone()
     if method not in SWITCHES:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise KitInputError(f"method must be one of {METHODS}, got {method!r}")
     pipe.unet.set_block_switches(**SWITCHES[method])
     try:
         relative = [(a - scene.azimuths_deg[0]) % 360 for a in scene.azimuths_deg]
@@ -113,13 +114,11 @@ def evaluate(
     Per-view means are flattened as `<metric>_view<v>` so "better on every novel view" can be read off directly.
     `keep_examples` scenes are returned as (scene, {method: matrix}) for pictures.
     """
-    if isinstance(num_scenes, bool) or not isinstance(num_scenes, int) or num_scenes < 1:
-        raise ValueError(f"num_scenes must be an integer >= 1, got {num_scenes!r}")
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"frames must be an integer >= 1, got {frames!r}")
+    num_scenes = checks.integer("num_scenes", num_scenes, minimum=1)
+    frames = checks.integer("frames", frames, minimum=1)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"methods must be among {METHODS}, got {unknown}")
+        raise KitInputError(f"methods must be among {METHODS}, got {unknown}")
     relative = pipe.default_azimuths()
     sums: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     examples = []

@@ -16,6 +16,8 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from sv4d_kit.checks import KitInputError
+
 MIN_VIDEO_SIDE = 256  # small images are enlarged (nearest neighbour, integer factor) in videos and the grid
 
 
@@ -54,7 +56,7 @@ def orbit_schedule(
     frame and loops. Returns, per output frame, `(time_index, view_a, view_b, weight_b)`.
     """
     if length < 1:
-        raise ValueError(f"orbit length must be >= 1 frame, got {length}")
+        raise KitInputError(f"orbit length must be >= 1 frame, got {length}")
     order = sorted(range(len(azimuths_deg)), key=lambda v: float(azimuths_deg[v]) % 360.0)
     n = len(order)
     plan = []
@@ -99,14 +101,14 @@ def prepare_output_dir(folder: str | Path, overwrite: bool = False) -> Path:
     """Check that `folder` can take outputs: not a file, empty (or `overwrite`), with a writable parent."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"output path {str(folder)!r} is a file, not a folder")
+        raise KitInputError(f"output path {str(folder)!r} is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise ValueError(f"output folder {str(folder)!r} already has files; pass --overwrite to replace them")
+        raise KitInputError(f"output folder {str(folder)!r} already has files; pass --overwrite to replace them")
     parent = folder.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"output folder {str(folder)!r} is not writable")
+        raise KitInputError(f"output folder {str(folder)!r} is not writable")
     return folder
 
 
@@ -122,7 +124,7 @@ def write_outputs(
     """Write `view_XX.mp4` (+ `.gif`), `grid.png`, `orbit.mp4` and `metadata.json` for a (T, V, 3, H, W) matrix."""
     folder = prepare_output_dir(folder, overwrite)
     if images.ndim != 5 or images.shape[2] != 3:
-        raise ValueError(f"images must be (T, V, 3, H, W), got {tuple(images.shape)}")
+        raise KitInputError(f"images must be (T, V, 3, H, W), got {tuple(images.shape)}")
     T, V, _, H, W = images.shape
     azimuths_deg = list(range(0, 360, 360 // V))[:V] if azimuths_deg is None else list(azimuths_deg)
     factor = display_factor(H, W)

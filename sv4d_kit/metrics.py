@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sv4d_kit import cameras
+from sv4d_kit.checks import KitInputError
 
 MAX_PSNR_DB = 100.0  # PSNR of identical images: the MSE is floored at 1e-10 (peak value 1)
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # Wang et al. (2004)
@@ -40,13 +41,13 @@ def _check_images(name: str, x, channels: int | None = 3, min_ndim: int = 3) -> 
     """A finite float tensor (..., channels, H, W) (any channel count if None) with values in [0, 1]."""
     x = torch.as_tensor(x)
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype}")
+        raise KitInputError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype}")
     if x.ndim < min_ndim or (channels is not None and x.shape[-3] != channels):
         dims = {3: "(..., C, H, W)", 4: "(..., T, C, H, W)", 5: "(T, V, C, H, W)"}[min_ndim]
         dims = dims if channels is None else dims.replace("C", str(channels))
-        raise ValueError(f"{name} must have shape {dims}, got {tuple(x.shape)}")
+        raise KitInputError(f"{name} must have shape {dims}, got {tuple(x.shape)}")
     if x.numel() and not (bool(torch.isfinite(x).all()) and x.min() >= -1e-6 and x.max() <= 1 + 1e-6):
-        raise ValueError(f"{name} must hold finite values in [0, 1], got range [{x.min():g}, {x.max():g}]")
+        raise KitInputError(f"{name} must hold finite values in [0, 1], got range [{x.min():g}, {x.max():g}]")
     return x
 
 
@@ -57,7 +58,7 @@ def _check_mask(name: str, mask, shape: torch.Size) -> torch.Tensor:
     mask = _check_images(name, mask, channels=1)
     pairs = zip(reversed(mask.shape[:-3]), reversed(shape[:-3]))
     if mask.shape[-2:] != shape[-2:] or mask.ndim > len(shape) or any(a not in (1, b) for a, b in pairs):
-        raise ValueError(
+        raise KitInputError(
             f"{name} must have shape (..., 1, H, W) matching {tuple(shape)}, got {tuple(mask.shape)}"
         )
     return mask
@@ -65,7 +66,7 @@ def _check_mask(name: str, mask, shape: torch.Size) -> torch.Tensor:
 
 def _check_same_shape(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
-        raise ValueError(
+        raise KitInputError(
             f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
 
@@ -110,7 +111,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check_same_shape(pred, target)
     *batch, C, H, W = pred.shape
     if H < SSIM_WINDOW or W < SSIM_WINDOW:
-        raise ValueError(f"ssim needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels, got {H}×{W}")
+        raise KitInputError(f"ssim needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels, got {H}×{W}")
     dtype = _work_dtype(pred, target)
     x = pred.to(dtype).reshape(-1, 1, H, W)  # (..., C, H, W) -> (N*C, 1, H, W)
     y = target.to(dtype).reshape(-1, 1, H, W)
@@ -135,7 +136,7 @@ def silhouette(images: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) ->
     """
     images = _check_images("images", images)
     if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        raise KitInputError(f"threshold must be in (0, 1), got {threshold!r}")
     return images.amin(dim=-3, keepdim=True) < 1.0 - float(threshold)
 
 
@@ -146,7 +147,7 @@ def _as_mask(name: str, x, threshold: float) -> torch.Tensor:
         return silhouette(x, threshold)
     if x.ndim >= 3 and x.shape[-3] == 1:
         return x if x.dtype == torch.bool else _check_images(name, x, channels=1) > 0.5
-    raise ValueError(f"{name} must be images (..., 3, H, W) or masks (..., 1, H, W), got {tuple(x.shape)}")
+    raise KitInputError(f"{name} must be images (..., 3, H, W) or masks (..., 1, H, W), got {tuple(x.shape)}")
 
 
 def _silhouette_counts(pred, target, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -197,7 +198,7 @@ def temporal_flicker(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     target = _check_images("target", target, min_ndim=4)
     _check_same_shape(pred, target)
     if pred.shape[-4] < 2:
-        raise ValueError(f"temporal_flicker needs videos of T >= 2 frames, got T = {pred.shape[-4]}")
+        raise KitInputError(f"temporal_flicker needs videos of T >= 2 frames, got T = {pred.shape[-4]}")
     dtype = _work_dtype(pred, target)
     dp, dg = pred.to(dtype).diff(dim=-4), target.to(dtype).diff(dim=-4)  # (..., T - 1, 3, H, W)
     return (dp - dg).abs().mean(dim=(-4, -3, -2, -1))
@@ -224,11 +225,11 @@ class Reprojection:
 def _check_depth(name: str, depth, shape: torch.Size) -> torch.Tensor:
     depth = torch.as_tensor(depth)
     if not depth.is_floating_point() or depth.shape != (*shape[:-3], 1, *shape[-2:]):
-        raise ValueError(
+        raise KitInputError(
             f"{name} must be a float tensor of shape {(*shape[:-3], 1, *shape[-2:])}, got {tuple(depth.shape)}"
         )
     if not bool(torch.isfinite(depth).all()) or bool((depth < 0).any()):
-        raise ValueError(f"{name} must hold finite depths >= 0 (0 where nothing is hit)")
+        raise KitInputError(f"{name} must hold finite depths >= 0 (0 where nothing is hit)")
     return depth
 
 
@@ -238,7 +239,7 @@ def _check_camera(name: str, value, size: int, batch: torch.Size, dtype: torch.d
     try:
         m = torch.broadcast_to(m, (*batch, size, size))
     except RuntimeError as err:
-        raise ValueError(
+        raise KitInputError(
             f"{name} must have shape ({size}, {size}) or {(*batch, size, size)}, got {tuple(m.shape)}"
         ) from err
     return m.to(dtype).reshape(-1, size, size)
@@ -271,15 +272,15 @@ def reprojection_consistency(
     # 1. Check inputs
     images_i, images_j = _check_images("images_i", images_i), _check_images("images_j", images_j)
     if images_i.shape != images_j.shape:
-        raise ValueError(
+        raise KitInputError(
             f"images_i and images_j must have the same shape, got {tuple(images_i.shape)} and {tuple(images_j.shape)}"
         )
     depth_i = _check_depth("depth_i", depth_i, images_i.shape)
     depth_j = _check_depth("depth_j", depth_j, images_i.shape)
     if not float(depth_tol) > 0:
-        raise ValueError(f"depth_tol must be > 0, got {depth_tol!r}")
+        raise KitInputError(f"depth_tol must be > 0, got {depth_tol!r}")
     if mode not in ("bilinear", "nearest"):
-        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+        raise KitInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     *batch, _, H, W = images_i.shape
     batch = torch.Size(batch)
     dtype = _work_dtype(images_i, images_j, depth_i, depth_j)
@@ -356,7 +357,7 @@ class MultiviewConsistency:
 def view_pairs(num_views: int, pairs: str = "all") -> list[tuple[int, int]]:
     """Ordered view pairs (i, j): "all" is every i ≠ j; "neighbours" is j = i ± 1 (cyclic, for an orbit)."""
     if pairs not in ("all", "neighbours"):
-        raise ValueError(f"pairs must be 'all' or 'neighbours', got {pairs!r}")
+        raise KitInputError(f"pairs must be 'all' or 'neighbours', got {pairs!r}")
     if pairs == "all":
         return [(i, j) for i in range(num_views) for j in range(num_views) if i != j]
     return sorted(
@@ -374,12 +375,12 @@ def _check_views_cameras(extrinsics, K, V: int) -> tuple[torch.Tensor, torch.Ten
     """Extrinsics (V, 4, 4) and one K, given as (3, 3) or as V equal (V, 3, 3). -> ((V, 4, 4), (3, 3))"""
     E = cameras._check_matrices("extrinsics", extrinsics, 4)
     if E.shape != (V, 4, 4):
-        raise ValueError(f"extrinsics must have shape (V={V}, 4, 4), got {tuple(E.shape)}")
+        raise KitInputError(f"extrinsics must have shape (V={V}, 4, 4), got {tuple(E.shape)}")
     K = cameras._check_matrices("K", K, 3)
     if K.shape not in ((3, 3), (V, 3, 3)):
-        raise ValueError(f"K must have shape (3, 3) or (V={V}, 3, 3), got {tuple(K.shape)}")
+        raise KitInputError(f"K must have shape (3, 3) or (V={V}, 3, 3), got {tuple(K.shape)}")
     if K.ndim == 3 and not torch.equal(K, K[:1].expand_as(K)):
-        raise ValueError("K must be the same for every view (the warp assumes one camera model)")
+        raise KitInputError("K must be the same for every view (the warp assumes one camera model)")
     return E, K.reshape(-1, 3, 3)[0]
 
 
@@ -400,7 +401,7 @@ def multiview_consistency(
     """
     images = _check_images("images", images, min_ndim=5)
     if images.ndim != 5:
-        raise ValueError(f"images must have shape (T, V, 3, H, W), got {tuple(images.shape)}")
+        raise KitInputError(f"images must have shape (T, V, 3, H, W), got {tuple(images.shape)}")
     T, V, _, H, W = images.shape
     depth = _check_depth("depth", depth, images.shape)
     E, K = _check_views_cameras(extrinsics, K, V)
@@ -469,12 +470,12 @@ def evaluate_matrix(
     pred = _check_images("pred", pred, min_ndim=5)
     gt = _check_images("gt", gt, min_ndim=5)
     if pred.ndim != 5:
-        raise ValueError(f"pred must have shape (T, V, 3, H, W), got {tuple(pred.shape)}")
+        raise KitInputError(f"pred must have shape (T, V, 3, H, W), got {tuple(pred.shape)}")
     _check_same_shape(pred, gt)
     T, V, _, H, W = pred.shape
     gt_alpha = _check_mask("gt_alpha", gt_alpha, pred.shape)
     if gt_alpha.shape != (T, V, 1, H, W):
-        raise ValueError(f"gt_alpha must have shape {(T, V, 1, H, W)}, got {tuple(gt_alpha.shape)}")
+        raise KitInputError(f"gt_alpha must have shape {(T, V, 1, H, W)}, got {tuple(gt_alpha.shape)}")
     gt_depth = _check_depth("gt_depth", gt_depth, pred.shape)
     _check_views_cameras(extrinsics, K, V)
     view_pairs(V, pairs)  # checks `pairs`
@@ -484,7 +485,7 @@ def evaluate_matrix(
     integers = bool(views) and all(hasattr(v, "__index__") and not isinstance(v, bool) for v in views)
     views = [operator.index(v) for v in views] if integers else views
     if not integers or len(set(views)) != len(views) or not all(0 <= v < V for v in views):
-        raise ValueError(f"views must be distinct integers in [0, {V - 1}], got {views!r}")
+        raise KitInputError(f"views must be distinct integers in [0, {V - 1}], got {views!r}")
 
     # 2. Per-image metrics, one view at a time (keeps memory at one view's video)
     per_view = {}

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from sv4d_kit import cameras, sampling
+from sv4d_kit import cameras, checks, sampling
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.models.autoencoder import decode_latents
 
 # What each released variant does at sampling time (sv4d2_hparams.json: variants.*.script).
@@ -100,7 +101,7 @@ def guidance_scale(kind: str, T: int, V: int, min_scale: float, max_scale: float
         return sampling.cfg_scale(T * V, max_scale)
     if kind == "none":
         return sampling.identity_scale(T * V)
-    raise ValueError(f"guider must be one of {GUIDERS}, got {kind!r}")
+    raise KitInputError(f"guider must be one of {GUIDERS}, got {kind!r}")
 
 
 class SV4DPipeline(DiffusionPipeline):
@@ -121,7 +122,7 @@ class SV4DPipeline(DiffusionPipeline):
     ):
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+            raise KitInputError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         self.register_modules(unet=unet, conditioner=conditioner, vae=vae)
         defaults = VARIANTS[variant]
         self.register_to_config(
@@ -138,23 +139,32 @@ class SV4DPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(
         cls,
-        pretrained: str | os.PathLike,
+        pretrained: str | os.PathLike = "tiny",
         variant: str | None = None,
         download: bool = False,
         torch_dtype: torch.dtype | None = None,
         **kwargs,
     ) -> SV4DPipeline:
-        """Load a kit folder (`save_pretrained`), a released checkpoint file (`sv4d2.safetensors`,
-        `sv4d2_8views.safetensors`) or a hub id. Nothing is downloaded unless `download=True` (never when
-        `HF_HUB_OFFLINE` is set); a missing file gives one message saying what to download and where to put it.
+        """Load `"tiny"` (the bundled tiny SV4D, float32 unless `torch_dtype` says otherwise), a kit folder
+        (`save_pretrained`), a released checkpoint file (`sv4d2.safetensors`, `sv4d2_8views.safetensors`) or a hub
+        id. Nothing is downloaded unless `download=True` (never when `HF_HUB_OFFLINE` is set); a missing file
+        gives one message saying what to download and where to put it. Weights are loaded in `torch_dtype` (not
+        cast afterwards), and loading writes nothing to stderr.
         """
-        from sv4d_kit.models import checkpoint
+        from sv4d_kit.models import bundled, checkpoint  # the kit's model classes, registered for diffusers
 
+        if bundled.is_bundled(pretrained):
+            with bundled.model_folder(pretrained) as path:
+                if not (path / "model_index.json").is_file():
+                    raise FileNotFoundError(
+                        f"the bundled tiny model is missing from {path} (run `make tiny-model`)"
+                    )
+                return cls._from_folder(path, torch_dtype or torch.float32, **kwargs)
         path = Path(pretrained)
         if path.is_dir():
             if not (path / "model_index.json").exists():
-                raise ValueError(f"{str(path)!r} is not a kit model folder (no model_index.json)")
-            return _cast(super().from_pretrained(path, **kwargs), torch_dtype)
+                raise KitInputError(f"{str(path)!r} is not a kit model folder (no model_index.json)")
+            return cls._from_folder(path, torch_dtype, **kwargs)
         if (
             path.suffix == ".safetensors"
             or path.exists()
@@ -170,12 +180,30 @@ class SV4DPipeline(DiffusionPipeline):
         if not download or offline:
             kwargs["local_files_only"] = True
         try:
-            return _cast(super().from_pretrained(str(pretrained), **kwargs), torch_dtype)
+            return cls._from_folder(str(pretrained), torch_dtype, **kwargs)
         except OSError as e:
-            raise ValueError(
+            raise KitInputError(
                 f"model {str(pretrained)!r} is neither a local folder/file nor a cached hub model "
                 f"(pass download=True to fetch it): {str(e).splitlines()[0]}"
             ) from None
+
+    @classmethod
+    def _from_folder(cls, folder, torch_dtype: torch.dtype | None, **kwargs) -> SV4DPipeline:
+        """diffusers' loading of a pipeline folder (local or hub), in `torch_dtype`, without its progress bar."""
+        from diffusers.pipelines import pipeline_utils
+        from diffusers.utils import logging as diffusers_logging
+
+        if (
+            torch_dtype is not None
+        ):  # diffusers renamed `torch_dtype` to `dtype` (and warns about the old name)
+            kwargs["dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"] = torch_dtype
+        bar = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()
+        try:
+            return super().from_pretrained(folder, **kwargs)
+        finally:
+            if bar:
+                diffusers_logging.enable_progress_bar()
 
     @classmethod
     def from_preset(cls, name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
@@ -190,12 +218,24 @@ class SV4DPipeline(DiffusionPipeline):
     def enable_model_cpu_offload(
         self, gpu_id: int | None = None, device: str | torch.device = "cuda"
     ) -> None:
-        """Keep every model on the CPU and move each to `device` only while its stage runs (as the reference)."""
-        self._offload_device = torch.device(device)
+        """Keep every model on the CPU and move each to the GPU only while its stage runs (as the reference).
+
+        As diffusers: the GPU is `device` (`"cuda"`, `"cuda:1"`, ...) with index `gpu_id` when given (default 0);
+        giving both an index in `device` and `gpu_id` is an error."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            raise KitInputError("model CPU offload needs an accelerator device (cuda, mps), got 'cpu'")
+        if gpu_id is not None and device.index is not None:
+            raise KitInputError(
+                f"give the GPU index once: device {str(device)!r} or gpu_id {gpu_id}, not both"
+            )
+        index = checks.integer("gpu_id", gpu_id, minimum=0) if gpu_id is not None else (device.index or 0)
+        self._offload_device = torch.device(device.type, index)
         self.to("cpu")
 
     @contextlib.contextmanager
-    def _on_device(self, module: torch.nn.Module, device: torch.device):
+    def _stage(self, module: torch.nn.Module):
+        """Run one stage with `module` on the execution device; with offload, it goes back to the CPU after."""
         if self._offload_device is None:
             yield module
             return
@@ -235,7 +275,7 @@ class SV4DPipeline(DiffusionPipeline):
         opts.update(self.config.sampling or {})
         unknown = set(given) - set(SAMPLING_KEYS)
         if unknown:
-            raise ValueError(f"unknown sampling options {sorted(unknown)}; known: {SAMPLING_KEYS}")
+            raise KitInputError(f"unknown sampling options {sorted(unknown)}; known: {SAMPLING_KEYS}")
         opts.update({k: v for k, v in given.items() if v is not None})
         return opts
 
@@ -243,31 +283,29 @@ class SV4DPipeline(DiffusionPipeline):
         self, frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance
     ):
         if frames.ndim != 4 or frames.shape[1] != 3:
-            raise ValueError(f"frames must be (T, 3, H, W) or (3, H, W) in [0, 1], got {tuple(frames.shape)}")
+            raise KitInputError(
+                f"frames must be (T, 3, H, W) or (3, H, W) in [0, 1], got {tuple(frames.shape)}"
+            )
         if frames.shape[0] < 1:
-            raise ValueError("frames must hold at least 1 frame")
+            raise KitInputError("frames must hold at least 1 frame")
         if not torch.isfinite(frames).all() or frames.min() < 0 or frames.max() > 1:
-            raise ValueError("frames must be finite values in [0, 1]")
+            raise KitInputError("frames must be finite values in [0, 1]")
         V = self.config.num_views
         if len(azimuths_deg) != V + 1:
-            raise ValueError(
+            raise KitInputError(
                 f"azimuths_deg must hold {V + 1} values (input view + {V} novel views), "
                 f"got {len(azimuths_deg)}"
             )
         if len(elevations_deg) != V + 1:
-            raise ValueError(f"elevations_deg must be one value or {V + 1} values, got {len(elevations_deg)}")
-        if (
-            isinstance(num_inference_steps, bool)
-            or not isinstance(num_inference_steps, int)
-            or num_inference_steps < 1
-        ):
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
-        for name, value in (("min_guidance", min_guidance), ("max_guidance", max_guidance)):
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            raise KitInputError(
+                f"elevations_deg must be one value or {V + 1} values, got {len(elevations_deg)}"
+            )
+        checks.integer("num_inference_steps", num_inference_steps, minimum=1)
+        checks.number("min_guidance", min_guidance, minimum=0)
+        checks.number("max_guidance", max_guidance, minimum=0)
         spatial = self.vae_scale_factor * 2 ** (len(self.unet.config.channel_mult) - 1)
         if frames.shape[-1] != frames.shape[-2] or frames.shape[-1] % spatial:
-            raise ValueError(
+            raise KitInputError(
                 f"frames must be square with a side divisible by {spatial}, "
                 f"got {frames.shape[-2]}x{frames.shape[-1]}"
             )
@@ -320,10 +358,13 @@ class SV4DPipeline(DiffusionPipeline):
             max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, s_churn=s_churn,
             s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise,
         )  # fmt: skip
-        num_inference_steps, guider = opts["num_inference_steps"], opts["guider"]
-        min_guidance, max_guidance = float(opts["min_guidance"]), float(opts["max_guidance"])
-        sigma_min, sigma_max, rho = float(opts["sigma_min"]), float(opts["sigma_max"]), float(opts["rho"])
-        churn = {k: float(opts[k]) for k in ("s_churn", "s_tmin", "s_tmax", "s_noise")}
+        num_inference_steps, guider = (
+            opts["num_inference_steps"],
+            checks.one_of("guider", opts["guider"], GUIDERS),
+        )
+        min_guidance, max_guidance = opts["min_guidance"], opts["max_guidance"]
+        sigma_min, sigma_max, rho = (checks.positive(k, opts[k]) for k in ("sigma_min", "sigma_max", "rho"))
+        churn = {k: checks.number(k, opts[k]) for k in ("s_churn", "s_tmin", "s_tmax", "s_noise")}
         frames = torch.as_tensor(frames, dtype=torch.float32)
         if frames.ndim == 3:
             frames = frames[None]  # (3, H, W) -> (1, 3, H, W)
@@ -337,6 +378,7 @@ class SV4DPipeline(DiffusionPipeline):
         self.check_inputs(
             frames, elevations_deg, azimuths_deg, num_inference_steps, min_guidance, max_guidance
         )
+        min_guidance, max_guidance = float(min_guidance), float(max_guidance)
         if generator is None:
             generator = torch.Generator().manual_seed(23 if seed is None else int(seed))
         device, dtype = self.execution_device, self.unet.dtype
@@ -363,7 +405,7 @@ class SV4DPipeline(DiffusionPipeline):
             tic = time.perf_counter()
             cond_motion = matrix[t0 : t0 + T, 0].to(device, dtype)  # (T, 3, H, W)
             cond_view = matrix[t0, 1:].to(device, dtype)  # (V, 3, H, W)
-            with self._on_device(self.conditioner, device):
+            with self._stage(self.conditioner):
                 c = self.conditioner(
                     cond_motion,
                     cond_view,
@@ -399,7 +441,7 @@ class SV4DPipeline(DiffusionPipeline):
                 tensors = {"latents": latents, "denoised": denoised, "chunk": chunk}
                 return (callback_on_step_end(self, i, float(sigmas[i]), tensors) or {}).get("latents")
 
-            with self._on_device(self.unet, device):
+            with self._stage(self.unet):
                 latents = sampling.sample_euler_edm(
                     denoiser, latents, sigmas, extra_args={"cond": c, "uncond": uc}, disable=True,
                     generator=generator, step_end=step_end, **churn,
@@ -408,7 +450,7 @@ class SV4DPipeline(DiffusionPipeline):
 
             # 8. Decode: (T*V, 4, h, w) -> (T, V, 3, H, W) in [0, 1], back into the matrix in [-1, 1]
             tic = time.perf_counter()
-            with self._on_device(self.vae, device):
+            with self._stage(self.vae):
                 images = decode_latents(self.vae, latents, chunk_size=decode_chunk_size)
             matrix[t0 : t0 + T, 1:] = images.float().cpu().view(T, V, 3, H, W) * 2 - 1
             timings["decode"] += time.perf_counter() - tic
@@ -428,10 +470,6 @@ class SV4DPipeline(DiffusionPipeline):
         return SV4DPipelineOutput(images=_convert(images, output_type), cameras=camera_info, timings=timings)
 
 
-def _cast(pipe: SV4DPipeline, dtype: torch.dtype | None) -> SV4DPipeline:
-    return pipe if dtype is None else pipe.to(dtype=dtype)
-
-
 def _convert(images: torch.Tensor, output_type: str):
     if output_type == "pt":
         return images
@@ -442,4 +480,4 @@ def _convert(images: torch.Tensor, output_type: str):
         from PIL import Image
 
         return [[Image.fromarray(view) for view in frame] for frame in arr]
-    raise ValueError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
+    raise KitInputError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")

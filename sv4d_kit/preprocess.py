@@ -33,6 +33,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+from sv4d_kit import checks
+from sv4d_kit.checks import KitInputError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".tga", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FRAME_POLICIES = ("sample", "loop", "pad")
@@ -76,13 +79,13 @@ def read_frames(source, max_frames: int | None = None) -> tuple[np.ndarray, dict
     LA / PA / palette transparency to RGBA. An alpha channel that is 255 everywhere is dropped.
     `max_frames` stops reading after that many frames (long videos).
 
-    Raises `ValueError` with one line naming the problem for a missing path, an empty (0-byte), truncated or
+    Raises `KitInputError` with one line naming the problem for a missing path, an empty (0-byte), truncated or
     non-image file, a corrupt GIF or video, an empty folder or one without images, a glob matching nothing.
     The info dict has `source`, `kind` (image / animation / video / folder / glob / array), `num_frames`,
     `height`, `width`, `has_alpha`, `modes` (the original PIL modes), `files` and `fps` where they apply.
     """
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise ValueError(f"max_frames must be a positive int or None, got {max_frames!r}")
+        raise KitInputError(f"max_frames must be a positive int or None, got {max_frames!r}")
     info: dict = {"source": None, "kind": None, "files": None, "fps": None}
     if isinstance(source, (str, os.PathLike)):
         info["source"] = str(source)
@@ -111,10 +114,10 @@ def _read_path(source: str, info: dict, max_frames: int | None) -> tuple[list[np
             (p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural_key
         )
         if not files:
-            raise ValueError(f"input folder {source!r} is empty")
+            raise KitInputError(f"input folder {source!r} is empty")
         files = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         if not files:
-            raise ValueError(
+            raise KitInputError(
                 f"input folder {source!r} has no image files (extensions {', '.join(IMAGE_EXTENSIONS)})"
             )
         return _read_files(files[:max_frames], info)
@@ -132,11 +135,11 @@ def _read_path(source: str, info: dict, max_frames: int | None) -> tuple[list[np
             (p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key
         )
         if not files:
-            raise ValueError(
+            raise KitInputError(
                 f"glob pattern {source!r} matched no image files ({len(matches)} matches in all)"
             )
         return _read_files(files[:max_frames], info)
-    raise ValueError(
+    raise KitInputError(
         f"input path {source!r} does not exist (expected an image, a video, a folder or a glob pattern)"
     )
 
@@ -153,9 +156,9 @@ def _read_files(files: list[Path], info: dict) -> tuple[list[np.ndarray], list[s
 
 
 def _read_image_file(path: Path, max_frames: int | None, info: dict | None = None) -> tuple[list, list[str]]:
-    """Every frame of an image file (one if still), or ValueError naming the file; sets info["fps"]."""
+    """Every frame of an image file (one if still), or KitInputError naming the file; sets info["fps"]."""
     if path.stat().st_size == 0:
-        raise ValueError(f"image file {str(path)!r} is empty (0 bytes)")
+        raise KitInputError(f"image file {str(path)!r} is empty (0 bytes)")
     images, modes = [], []
     try:
         with Image.open(path) as im:
@@ -176,9 +179,9 @@ def _read_image_file(path: Path, max_frames: int | None, info: dict | None = Non
                     if max_frames is not None and len(images) >= max_frames:
                         break
     except _PIL_ERRORS as e:
-        raise ValueError(f"could not read image file {str(path)!r}: {_one_line(e)}") from e
+        raise KitInputError(f"could not read image file {str(path)!r}: {_one_line(e)}") from e
     if not images:
-        raise ValueError(f"image file {str(path)!r} has no frames")
+        raise KitInputError(f"image file {str(path)!r} has no frames")
     return images, modes
 
 
@@ -186,7 +189,7 @@ def _read_video(path: Path, info: dict, max_frames: int | None) -> tuple[list[np
     import imageio.v2 as imageio
 
     if path.stat().st_size == 0:
-        raise ValueError(f"video file {str(path)!r} is empty (0 bytes)")
+        raise KitInputError(f"video file {str(path)!r} is empty (0 bytes)")
     images = []
     try:
         with imageio.get_reader(str(path), "ffmpeg") as reader:
@@ -196,9 +199,9 @@ def _read_video(path: Path, info: dict, max_frames: int | None) -> tuple[list[np
                 if max_frames is not None and len(images) >= max_frames:
                     break
     except Exception as e:  # imageio/ffmpeg raise OSError, RuntimeError, IndexError, StopIteration, ...
-        raise ValueError(f"could not read video file {str(path)!r}: {_ffmpeg_error(e)}") from e
+        raise KitInputError(f"could not read video file {str(path)!r}: {_ffmpeg_error(e)}") from e
     if not images:
-        raise ValueError(f"video file {str(path)!r} has no frames")
+        raise KitInputError(f"video file {str(path)!r} has no frames")
     return images, ["RGB"] * len(images)
 
 
@@ -210,10 +213,10 @@ def _read_in_memory(source) -> tuple[list[np.ndarray], list[str]]:
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4)):
             arr = arr[None]  # one frame (H, W[, C]) -> (1, H, W[, C])
         if arr.ndim not in (3, 4):
-            raise ValueError(f"frames array must be (H, W, C) or (N, H, W, C), got shape {arr.shape}")
+            raise KitInputError(f"frames array must be (H, W, C) or (N, H, W, C), got shape {arr.shape}")
         source = list(arr)
     if not isinstance(source, (list, tuple)) or not source:
-        raise ValueError(
+        raise KitInputError(
             f"source must be a path, a glob, a PIL image, an array or a non-empty list, got {source!r:.80}"
         )
     images, modes = [], []
@@ -224,11 +227,11 @@ def _read_in_memory(source) -> tuple[list[np.ndarray], list[str]]:
         else:
             arr = np.asarray(item)
             if arr.dtype != np.uint8:
-                raise ValueError(f"frame arrays must be uint8, got {arr.dtype}")
+                raise KitInputError(f"frame arrays must be uint8, got {arr.dtype}")
             if arr.ndim == 2:
                 arr = arr[..., None]
             if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-                raise ValueError(f"each frame must be (H, W) or (H, W, C) with C in 1, 3, 4, got {arr.shape}")
+                raise KitInputError(f"each frame must be (H, W) or (H, W, C) with C in 1, 3, 4, got {arr.shape}")
             modes.append({1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[-1]])
             images.append(np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr)
     return images, modes
@@ -255,7 +258,7 @@ def _stack(images: list[np.ndarray], info: dict) -> np.ndarray:
         names = info["files"] or [f"frame {i}" for i in range(len(images))]
         first = images[0].shape[:2]
         bad = next(i for i, im in enumerate(images) if im.shape[:2] != first)
-        raise ValueError(
+        raise KitInputError(
             f"all frames must have the same size: {names[0]} is {first[1]}x{first[0]} (WxH) but "
             f"{names[bad]} is "
             f"{images[bad].shape[1]}x{images[bad].shape[0]}"
@@ -405,7 +408,7 @@ def select_frames(num_input: int, num_frames: int | None, policy: str = "sample"
     as the reference does.
     """
     if policy not in FRAME_POLICIES:
-        raise ValueError(f"frame_policy must be one of {FRAME_POLICIES}, got {policy!r}")
+        raise KitInputError(f"frame_policy must be one of {FRAME_POLICIES}, got {policy!r}")
     if num_frames is None or num_frames == num_input:
         return list(range(num_input)), "kept"
     if policy == "sample":
@@ -476,25 +479,19 @@ def preprocess(
        = longer box side / `image_frame_ratio`, so a moving object moves inside a fixed frame.
     4. Crop (transparent = white outside the image), Lanczos-resize to `size`, composite on white.
 
-    Raises ValueError for bad parameters and when no frame has a visible object ("no object found ..."): an
+    Raises KitInputError for bad parameters and when no frame has a visible object ("no object found ..."): an
     all-white (or all one-colour) image without alpha, or a fully transparent one.
     The info dict records `num_input_frames`, `num_frames`, `frame_policy`, `frame_action`, `frame_indices`,
     `matte` (per frame: alpha / rembg / plain-background / none), `object_box` (top, left, bottom, right) and
     `crop` (top, left, side) in input pixels, and `read` (the `read_frames` info when it was called).
     """
     # 1. Check inputs
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    if not isinstance(image_frame_ratio, (int, float)) or not 0 < image_frame_ratio <= 1:
-        raise ValueError(f"image_frame_ratio must be in (0, 1], got {image_frame_ratio!r}")
-    if num_frames is not None and (
-        not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1
-    ):
-        raise ValueError(f"num_frames must be a positive int or None, got {num_frames!r}")
-    if frame_policy not in FRAME_POLICIES:
-        raise ValueError(f"frame_policy must be one of {FRAME_POLICIES}, got {frame_policy!r}")
-    if not isinstance(bg_tolerance, int) or not 0 <= bg_tolerance <= 255:
-        raise ValueError(f"bg_tolerance must be an int in [0, 255], got {bg_tolerance!r}")
+    size = checks.integer("size", size, minimum=1)
+    image_frame_ratio = checks.number("image_frame_ratio", image_frame_ratio, 0, 1, open_min=True)
+    if num_frames is not None:
+        num_frames = checks.integer("num_frames", num_frames, minimum=1)
+    checks.one_of("frame_policy", frame_policy, FRAME_POLICIES)
+    bg_tolerance = checks.integer("bg_tolerance", bg_tolerance, 0, 255)
     read_info = None
     if (
         isinstance(frames, np.ndarray)
@@ -517,7 +514,7 @@ def preprocess(
     # 4. One crop box for the clip
     box = object_box(rgba[..., 3])
     if box is None:
-        raise ValueError(
+        raise KitInputError(
             "no object found in the input: every pixel is transparent or background-coloured (all white?); "
             "pass an image with a visible object"
         )
@@ -584,7 +581,7 @@ def reference_preprocess(
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
-        raise ValueError(f"frames must be uint8 (N, H, W, 3 or 4), got {frames.dtype} {frames.shape}")
+        raise KitInputError(f"frames must be uint8 (N, H, W, 3 or 4), got {frames.dtype} {frames.shape}")
     H = W if H is None else H
     rgba_mode = frames.shape[-1] == 4
     white_thresh = 250

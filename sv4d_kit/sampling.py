@@ -16,17 +16,15 @@ from __future__ import annotations
 import torch
 from tqdm.auto import trange
 
+from sv4d_kit import checks
+from sv4d_kit.checks import KitInputError
+
 # Conditioning keys that differ between cond and uncond and are stacked [uc; c] under guidance.
 GUIDED_KEYS = ("vector", "crossattn", "concat", "cond_view", "cond_motion")
 
 
 def _append_dims(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.reshape(*t.shape, *([1] * (ndim - t.ndim)))  # (N,) -> (N, 1, 1, 1)
-
-
-def _check_frames(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- schedule and preconditioning
@@ -36,11 +34,11 @@ def edm_sigmas(
     n: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0, device=None
 ) -> torch.Tensor:
     """Noise levels of Karras et al. (2022), eq. 5, in float32: n from sigma_max to sigma_min, then 0."""
-    _check_frames("n", n)
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min!r} and {sigma_max!r}")
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho!r}")
+    checks.integer("n", n, minimum=1)
+    sigma_min, sigma_max, rho = (checks.positive(k, v) for k, v in (("sigma_min", sigma_min),
+                                 ("sigma_max", sigma_max), ("rho", rho)))  # fmt: skip
+    if not sigma_min < sigma_max:
+        raise KitInputError(f"need 0 < sigma_min < sigma_max, got {sigma_min!r} and {sigma_max!r}")
     ramp = torch.linspace(0, 1, n, device=device)
     min_inv_rho, max_inv_rho = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
@@ -81,19 +79,19 @@ def _triangle_wave(values: torch.Tensor, period: float = 1.0) -> torch.Tensor:
 
 def identity_scale(num_frames: int) -> torch.Tensor:
     """No guidance (sgm's IdentityGuider): scale 1, so `guide` returns the cond branch. (1, num_frames)"""
-    _check_frames("num_frames", num_frames)
+    checks.integer("num_frames", num_frames, minimum=1)
     return torch.ones(1, num_frames)
 
 
 def cfg_scale(num_frames: int, scale: float) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans, 2022), one scale (sgm's VanillaCFG). (1, num_frames)"""
-    _check_frames("num_frames", num_frames)
+    checks.integer("num_frames", num_frames, minimum=1)
     return torch.full((1, num_frames), float(scale))
 
 
 def linear_scale(num_frames: int, min_scale: float, max_scale: float) -> torch.Tensor:
     """Scale ramping from min to max over the frames (sgm's LinearPredictionGuider). (1, num_frames)"""
-    _check_frames("num_frames", num_frames)
+    checks.integer("num_frames", num_frames, minimum=1)
     return torch.linspace(min_scale, max_scale, num_frames).unsqueeze(0)
 
 
@@ -104,10 +102,10 @@ def triangle_scale(
 
     `period` is one period (in units of the clip) or a list of them, fused by "mean", "multiply" or "max".
     """
-    _check_frames("num_frames", num_frames)
+    checks.integer("num_frames", num_frames, minimum=1)
     periods = [period] if isinstance(period, (int, float)) else list(period)
     if not periods or any(p <= 0 for p in periods):
-        raise ValueError(f"period must be > 0 (one value or a non-empty list), got {period!r}")
+        raise KitInputError(f"period must be > 0 (one value or a non-empty list), got {period!r}")
     values = torch.linspace(0, 1, num_frames)
     waves = torch.stack([_triangle_wave(values, float(p)) for p in periods])
     if period_fusing == "mean":
@@ -117,7 +115,7 @@ def triangle_scale(
     elif period_fusing == "max":
         wave = waves.max(dim=0).values
     else:
-        raise ValueError(f"period_fusing must be 'mean', 'multiply' or 'max', got {period_fusing!r}")
+        raise KitInputError(f"period_fusing must be 'mean', 'multiply' or 'max', got {period_fusing!r}")
     return (wave * (max_scale - min_scale) + min_scale).unsqueeze(0)
 
 
@@ -126,10 +124,10 @@ def spatiotemporal_scale(num_frames: int, num_views: int, min_scale: float, max_
 
     w[t, v] = min + (max - min) (t/(T-1) + triangle(v/(V-1))) / 2: rises over time, peaks at the middle view.
     """
-    _check_frames("num_frames", num_frames)
-    _check_frames("num_views", num_views)
+    checks.integer("num_frames", num_frames, minimum=1)
+    checks.integer("num_views", num_views)
     if num_frames % num_views:
-        raise ValueError(f"num_frames ({num_frames}) must be a multiple of num_views ({num_views})")
+        raise KitInputError(f"num_frames ({num_frames}) must be a multiple of num_views ({num_views})")
     T, V = num_frames // num_views, num_views
     scale = torch.zeros(num_frames).view(T, V)  # (T*V,) -> (T, V)
     scale += torch.linspace(0, 1, T)[:, None] * 0.5
@@ -140,12 +138,12 @@ def spatiotemporal_scale(num_frames: int, num_views: int, min_scale: float, max_
 def guide(x_uncond_cond: torch.Tensor, scale) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans, 2022) per frame: x_u + s[frame] (x_c - x_u), uncond first."""
     if x_uncond_cond.shape[0] % 2:
-        raise ValueError(f"x_uncond_cond must be [uncond; cond] (even batch), got {x_uncond_cond.shape[0]}")
+        raise KitInputError(f"x_uncond_cond must be [uncond; cond] (even batch), got {x_uncond_cond.shape[0]}")
     x_u, x_c = x_uncond_cond.chunk(2)
     scale = torch.as_tensor(scale, dtype=x_u.dtype, device=x_u.device).reshape(-1)
     num_frames = scale.numel()
     if x_u.shape[0] % num_frames:
-        raise ValueError(f"scale has {num_frames} frames, which do not divide the half batch {x_u.shape[0]}")
+        raise KitInputError(f"scale has {num_frames} frames, which do not divide the half batch {x_u.shape[0]}")
     x_u = x_u.reshape(-1, num_frames, *x_u.shape[1:])  # (b*F, ...) -> (b, F, ...)
     x_c = x_c.reshape(-1, num_frames, *x_c.shape[1:])
     scale = scale.reshape(1, num_frames, *([1] * (x_u.ndim - 2)))  # (F,) -> (1, F, 1, 1, 1)
@@ -164,7 +162,7 @@ def build_uncond_batch(
     """
     missing = [k for k in GUIDED_KEYS if k in cond and k not in uncond]
     if missing:
-        raise ValueError(f"uncond lacks the guided keys {missing} that cond has")
+        raise KitInputError(f"uncond lacks the guided keys {missing} that cond has")
     batch = {k: torch.cat([uncond[k], cond[k]]) if k in GUIDED_KEYS else cond[k] for k in cond}
     if torch.is_tensor(image_only_indicator):
         batch["image_only_indicator"] = image_only_indicator
@@ -239,7 +237,7 @@ def sample_euler_edm(
     extra_args = {} if extra_args is None else extra_args
     sigmas = torch.as_tensor(sigmas, device=x.device)
     if sigmas.ndim != 1 or len(sigmas) < 2:
-        raise ValueError(f"sigmas must be 1-D with at least 2 values, got shape {tuple(sigmas.shape)}")
+        raise KitInputError(f"sigmas must be 1-D with at least 2 values, got shape {tuple(sigmas.shape)}")
     s_in = x.new_ones([x.shape[0]])
     num_steps = len(sigmas) - 1
     for i in trange(num_steps, disable=disable):

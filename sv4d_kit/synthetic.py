@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sv4d_kit import cameras
+from sv4d_kit import cameras, checks
+from sv4d_kit.checks import KitInputError
 
 HELDOUT_SEED_START = 1_000_000
 DEFAULT_RADIUS = 2.5  # camera distance from the origin
@@ -218,7 +219,7 @@ def _pose(p: Primitive, t: torch.Tensor, spin: torch.Tensor, scale: float):
         elif m.kind == "pulse":
             s = s * (1 + m.amount * wave)
         else:
-            raise ValueError(f"motion kind must be spin, swing, bob, translate or pulse, got {m.kind!r}")
+            raise KitInputError(f"motion kind must be spin, swing, bob, translate or pulse, got {m.kind!r}")
     c = (c.unsqueeze(1) @ spin.transpose(1, 2)).squeeze(1)
     return (spin @ R).float(), (scale * c).float(), (scale * s).float()
 
@@ -308,9 +309,8 @@ def _random_motions(rng: np.random.Generator, prim: Primitive, main: Primitive |
 def make_scene(seed: int, dynamic: bool = True) -> Scene:
     """A random 4D object, deterministic in `seed`; `dynamic=False` gives the same object at rest (t = 0 pose
     without any motion). The scene stays inside a sphere of radius 0.95 at every time."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    rng = np.random.default_rng(int(seed))
+    seed = checks.integer("seed", seed, minimum=0)
+    rng = np.random.default_rng(seed)
     n = int(rng.choice([1, 2, 2, 3, 3, 4]))
     main_radius = rng.uniform(0.45, 0.6)
     main = _random_primitive(
@@ -337,17 +337,16 @@ def make_scene(seed: int, dynamic: bool = True) -> Scene:
 
 def training_seeds(n: int, start: int = 0) -> list[int]:
     """`n` consecutive seeds for training, all below `HELDOUT_SEED_START`."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or start < 0 or start + n > HELDOUT_SEED_START:
-        raise ValueError(
-            f"n and start must be integers >= 0 with start + n <= {HELDOUT_SEED_START}, got {n}, {start}"
-        )
+    n, start = checks.integer("n", n, minimum=0), checks.integer("start", start, minimum=0)
+    if start + n > HELDOUT_SEED_START:
+        raise KitInputError(f"training seeds need start + n <= {HELDOUT_SEED_START}, got {n}, {start}")
     return list(range(start, start + n))
 
 
 def heldout_seeds(n: int, start: int = HELDOUT_SEED_START) -> list[int]:
     """`n` consecutive seeds reserved for held-out evaluation (>= `HELDOUT_SEED_START`)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or start < HELDOUT_SEED_START:
-        raise ValueError(f"n must be an integer >= 0 and start >= {HELDOUT_SEED_START}, got {n}, {start}")
+    n = checks.integer("n", n, minimum=0)
+    start = checks.integer("start", start, minimum=HELDOUT_SEED_START)
     return list(range(start, start + n))
 
 
@@ -542,24 +541,22 @@ def _check_render_args(extrinsics, K, height, width, times, supersample):
     E = torch.as_tensor(extrinsics, dtype=torch.float32)
     E = E[None] if E.ndim == 2 else E
     if E.ndim != 3 or E.shape[1:] != (4, 4) or not bool(torch.isfinite(E).all()):
-        raise ValueError(
+        raise KitInputError(
             f"extrinsics must be finite (N, 4, 4) world-to-camera matrices, got {tuple(E.shape)}"
         )
     K = torch.as_tensor(K, dtype=torch.float32)
     if K.shape not in ((3, 3), (E.shape[0], 3, 3)) or not bool(torch.isfinite(K).all()):
-        raise ValueError(
+        raise KitInputError(
             f"K must be finite (3, 3) or (N={E.shape[0]}, 3, 3) intrinsics, got {tuple(K.shape)}"
         )
     K = K.expand(E.shape[0], 3, 3).clone()
     if bool((K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any()):
-        raise ValueError("K must have positive focal lengths K[0, 0] and K[1, 1]")
+        raise KitInputError("K must have positive focal lengths K[0, 0] and K[1, 1]")
     height, width = cameras._check_pixels("height", height), cameras._check_pixels("width", width)
     t = cameras._check_range("times", times, 0.0, 1.0).float().reshape(-1)
     if t.numel() == 0:
-        raise ValueError("times must hold at least one value in [0, 1]")
-    if isinstance(supersample, bool) or not float(supersample).is_integer() or not 1 <= supersample <= 8:
-        raise ValueError(f"supersample must be an integer in [1, 8], got {supersample!r}")
-    return E, K, height, width, t, int(supersample)
+        raise KitInputError("times must hold at least one value in [0, 1]")
+    return E, K, height, width, t, checks.integer("supersample", supersample, 1, 8)
 
 
 def render(
@@ -617,8 +614,7 @@ def render_orbit(
     `azimuths_deg` is a list (one camera each); `elevation_deg` one number or a list of the same length.
     """
     azimuths, elevations = cameras.camera_trajectory(azimuths_deg, elevation_deg)
-    if isinstance(num_frames, bool) or not float(num_frames).is_integer() or num_frames < 1:
-        raise ValueError(f"num_frames must be an integer >= 1, got {num_frames!r}")
+    num_frames = checks.integer("num_frames", num_frames, minimum=1)
     size = cameras._check_pixels("size", size)
     E = cameras.orbit_extrinsics(azimuths, elevations, radius)
     K = cameras.intrinsics(fov_deg, size, size)

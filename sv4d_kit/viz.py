@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from sv4d_kit import cameras
+from sv4d_kit.checks import KitInputError
 
 
 def _require(module: str, extra: str = "notebooks"):
@@ -65,7 +66,7 @@ def camera_frustums_figure(
     n = centres.shape[0]
     labels = [f"view {i}" for i in range(n)] if labels is None else list(labels)
     if len(labels) != n:
-        raise ValueError(f"labels must have one entry per camera ({n}), got {len(labels)}")
+        raise KitInputError(f"labels must have one entry per camera ({n}), got {len(labels)}")
     fig = go.Figure()
     for i in range(n):
         c, (tl, tr, br, bl) = centres[i].tolist(), corners[i].tolist()
@@ -135,13 +136,13 @@ def image_grid(
     figure_module = _require("matplotlib.figure")
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
     if x.ndim != 5 or x.shape[2] not in (1, 3, 4):
-        raise ValueError(f"images must have shape (T, V, C, H, W) with C in (1, 3, 4), got {tuple(x.shape)}")
+        raise KitInputError(f"images must have shape (T, V, C, H, W) with C in (1, 3, 4), got {tuple(x.shape)}")
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     T, V = x.shape[:2]
     col_labels = [f"t={t}" for t in range(T)] if col_labels is None else list(col_labels)
     row_labels = [f"view {v}" for v in range(V)] if row_labels is None else list(row_labels)
     if len(col_labels) != T or len(row_labels) != V:
-        raise ValueError(
+        raise KitInputError(
             f"need {T} col_labels and {V} row_labels, got {len(col_labels)} and {len(row_labels)}"
         )
     aspect = x.shape[-1] / x.shape[-2]

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sv4d_kit import checks
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.cli import main
 from sv4d_kit.models.checkpoint import build_tiny_models
 from sv4d_kit.pipeline import SV4DPipeline
@@ -78,7 +80,7 @@ def test_same_seed_byte_identical_outputs(tiny_model, tmp_path):
     strip = [json.loads((d / "metadata.json").read_text()) for d in (a, b)]
     for m in strip:
         m.pop("timings_s")
-        m["parameters"].pop("output")
+        m["parameters"].pop("output_dir")
     assert strip[0] == strip[1]
 
 
@@ -206,7 +208,7 @@ def test_bad_inputs(tiny_model, tmp_path, capsys, kind, message):
         (["--cfg", "-1"], "--cfg"),
         (["--elevation", "91"], "--elevation"),
         (["--elevation", "-100"], "--elevation"),
-        (["--azimuths", "0,90"], "--azimuths"),
+        (["--azimuths", "0,90"], "azimuths needs 3 values"),
         (["--azimuths", "0,a,b"], "--azimuths"),
         (["--frames", "0"], "--frames"),
         (["--frames", "-3"], "--frames"),
@@ -294,19 +296,94 @@ def test_demo_with_the_bundled_model(tmp_path):
     assert {"orbit.mp4", "grid.png", "view_00.mp4", "view_04.mp4"} <= {p.name for p in out.iterdir()}
 
 
-def test_device_values_are_checked_before_any_work():
+def test_device_values_are_checked_before_any_work(tmp_path, capsys):
     import torch
 
-    from sv4d_kit.cli import _torch_device
-
-    assert _torch_device("cpu") == "cpu"
+    assert checks.torch_device("device", "cpu") == "cpu"
     for bad, words in (
         ("tpu", "must be cpu, cuda"),
         ("gpu", "must be cpu, cuda"),
         ("cuda:99", "CUDA device"),
     ):
-        with pytest.raises(ValueError, match=words):
-            _torch_device(bad)
+        with pytest.raises(KitInputError, match=words):
+            checks.torch_device("device", bad)
+        assert (
+            main(["generate", str(DATA / "object.png"), "--output", str(tmp_path / "o"), "--device", bad])
+            == 2
+        )
+        assert_one_error_line(capsys, "--device")
     if not torch.backends.mps.is_available():
-        with pytest.raises(ValueError, match="no MPS device"):
-            _torch_device("mps")
+        with pytest.raises(KitInputError, match="no MPS device"):
+            checks.torch_device("device", "mps")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_internal_error_is_a_bug_with_its_traceback(tmp_path, monkeypatch):
+    """Only bad input is exit 2: any other exception (here a ZeroDivisionError inside the renderer) propagates, so
+    the process shows its traceback and exits 1, and nothing is left in the output folder."""
+    from sv4d_kit import synthetic
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(synthetic, "make_scene", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["scene", "--output", str(tmp_path / "s"), "--frames", "2", "--views", "2", "--size", "32"])
+    code = (
+        "import sys; from sv4d_kit import cli, synthetic\n"
+        "synthetic.make_scene = lambda *a, **k: 1 / 0\n"
+        f"sys.exit(cli.main(['scene', '--output', {str(tmp_path / 'p')!r}, '--size', '32']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
+    assert not any(line.startswith("error:") for line in proc.stderr.splitlines())
+    assert not (tmp_path / "s").exists() and not (tmp_path / "p").exists()
+
+
+def test_library_generate_writes_what_the_command_writes(tiny_model, tmp_path):
+    """`sv4d_kit.generate` is what `sv4d-kit generate` runs: the same files, byte for byte, and the same metadata
+    apart from timings and the folder's name."""
+    import sv4d_kit
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    result = sv4d_kit.generate(DATA / "moving_object.gif", a, model=tiny_model, steps=1, frames=4, seed=3,
+                               progress=False)  # fmt: skip
+    assert generate(tiny_model, DATA / "moving_object.gif", b, "--frames", "4", "--seed", "3") == 0
+    assert isinstance(result, sv4d_kit.GenerateResult) and result.folder == a
+    assert result.output.images.shape == (4, 3, 3, 64, 64)
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    for f in a.iterdir():
+        if f.name != "metadata.json":
+            assert f.read_bytes() == (b / f.name).read_bytes(), f.name
+    meta = [json.loads((d / "metadata.json").read_text()) for d in (a, b)]
+    for m in meta:
+        m.pop("timings_s")
+        m["parameters"].pop("output_dir")
+        m["input"]["path"] = m["input"]["path"].replace("\\", "/")
+    assert meta[0] == meta[1]
+    assert meta[0]["parameters"]["steps"] == 1 and meta[0]["model"]["source"] == str(tiny_model)
+
+
+def test_library_generate_rejects_bad_options_before_any_work(tiny_model, tmp_path):
+    import sv4d_kit
+
+    for options, words in (
+        (dict(steps=2.0), "steps must be an integer >= 1"),
+        (dict(cfg=-1), "cfg must be a finite number >= 0"),
+        (dict(elevation=float("nan")), "elevation"),
+        (dict(azimuths=[]), "azimuths"),
+        (dict(dtype="float8"), "dtype must be one of"),
+        (dict(frames=True), "frames"),
+        (dict(device="tpu"), "device must be"),
+    ):
+        with pytest.raises(sv4d_kit.KitInputError, match=words):
+            sv4d_kit.generate(DATA / "object.png", tmp_path / "o", model=tiny_model, **options)
+        assert not (tmp_path / "o").exists()
+
+
+def test_loading_the_bundled_model_is_silent():
+    """The front door from Python writes nothing to stderr (no loading bar, no dtype-cast warnings)."""
+    code = "from sv4d_kit import SV4DPipeline, generate; SV4DPipeline.from_pretrained('tiny')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from sv4d_kit.checks import KitInputError
+
 # Tolerances of the reference README ("How to compare"), float32 on CPU: name -> (rtol, atol).
 TOLERANCES = {
     "exact_math": (1e-6, 1e-6),  # sigmas, scalings, guider scales, timestep embeddings
@@ -82,7 +84,7 @@ def discover(folder: str | Path) -> list[GoldenSet]:
     """Every golden set and checkpoint layout in `folder`, in a stable order."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"golden folder {str(folder)!r} does not exist or is not a folder")
+        raise KitInputError(f"golden folder {str(folder)!r} does not exist or is not a folder")
     sets = []
     for path in sorted(folder.glob("*.json")):
         stem = path.stem

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import CaseResult, GoldenSet, compare
 from sv4d_kit.sampling import (
     build_uncond_batch,
@@ -66,7 +67,7 @@ def _check_scalings(g: dict) -> Iterator[CaseResult]:
 def _guider_from_name(name: str) -> torch.Tensor:
     m = _GUIDER_NAME.match(name)
     if m is None:
-        raise ValueError(f"cannot parse guider parameters from {name!r}")
+        raise KitInputError(f"cannot parse guider parameters from {name!r}")
     frames, lo, hi = int(m["frames"]), float(m["lo"]), float(m["hi"])
     if m["kind"] == "spatiotemporal":
         return spatiotemporal_scale(frames, int(m["views"]), lo, hi)
@@ -74,7 +75,7 @@ def _guider_from_name(name: str) -> torch.Tensor:
         return linear_scale(frames, lo, hi)
     if m["kind"] == "triangle":
         return triangle_scale(frames, lo, hi)
-    raise ValueError(f"unknown guider kind {m['kind']!r} in {name!r}")
+    raise KitInputError(f"unknown guider kind {m['kind']!r} in {name!r}")
 
 
 def _check_guiders(g: dict) -> Iterator[CaseResult]:
@@ -137,7 +138,7 @@ def _guider_scale(options: dict) -> torch.Tensor:
     if index == 5:
         lo, hi = options.get("min_cfg", 1.0), options.get("cfg", 1.5)
         return spatiotemporal_scale(n, options["num_views"], lo, hi)
-    raise ValueError(f"guider index {index} is not supported (0, 1, 2, 3, 5 are)")
+    raise KitInputError(f"guider index {index} is not supported (0, 1, 2, 3, 5 are)")
 
 
 def run_names(g: dict) -> list[str]:
@@ -155,7 +156,7 @@ def load_run(g: dict, meta: dict, name: str) -> Run:
         return Run(name, sigmas, g[f"{name}.guider_scale"], indicator, cond, uncond, len(sigmas) - 1)
     options = dict(info["version_dict"]["options"])
     if options.get("discretization", 1) != 1:
-        raise ValueError("only the EDM discretization (index 1) is supported")
+        raise KitInputError("only the EDM discretization (index 1) is supported")
     options.setdefault("num_frames", info["version_dict"]["T"])
     num_steps = int(info.get("num_steps", options.get("num_steps", 50)))
     # get_discretization_no_st's defaults apply where the options are silent.

@@ -26,6 +26,8 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import Encoder
 from torch import nn
 
+from sv4d_kit.checks import KitInputError
+
 # Latent scale of the SD VAE: the diffusion model works on SCALE_FACTOR * (posterior mode).
 SCALE_FACTOR = 0.18215
 
@@ -50,18 +52,18 @@ def autoencoder_kwargs(ddconfig: dict) -> dict:
     required = ("ch", "ch_mult", "num_res_blocks", "z_channels", "in_channels", "out_ch")
     missing = [k for k in required if k not in ddconfig]
     if missing:
-        raise ValueError(f"ddconfig is missing {missing}")
+        raise KitInputError(f"ddconfig is missing {missing}")
     if list(ddconfig.get("attn_resolutions", [])):
-        raise ValueError(
+        raise KitInputError(
             "ddconfig['attn_resolutions'] must be empty: diffusers' VAE blocks have no attention"
         )
     attn_type = ddconfig.get("attn_type", "vanilla")
     if attn_type not in ("vanilla", "vanilla-xformers", "none"):
-        raise ValueError(
+        raise KitInputError(
             f"ddconfig['attn_type'] must be 'vanilla', 'vanilla-xformers' or 'none', got {attn_type!r}"
         )
     if not ddconfig.get("double_z", True):
-        raise ValueError(
+        raise KitInputError(
             "ddconfig['double_z'] must be True (a KL autoencoder predicts mean and log-variance)"
         )
     levels = len(ddconfig["ch_mult"])
@@ -107,7 +109,7 @@ class VAEEncoder(nn.Module):
         kw = autoencoder_kwargs(ddconfig)
         z = kw["latent_channels"]
         if embed_dim is not None and embed_dim != z:
-            raise ValueError(f"embed_dim ({embed_dim}) must equal ddconfig['z_channels'] ({z})")
+            raise KitInputError(f"embed_dim ({embed_dim}) must equal ddconfig['z_channels'] ({z})")
         self.encoder = Encoder(
             in_channels=kw["in_channels"],
             out_channels=z,
@@ -133,7 +135,7 @@ def encode_mode(vae: nn.Module, x: torch.Tensor, chunk_size: int | None = None) 
     (B, 3, H, W) -> (B, z_channels, h, w)
     """
     if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be None or >= 1, got {chunk_size}")
+        raise KitInputError(f"chunk_size must be None or >= 1, got {chunk_size}")
     step = chunk_size or max(len(x), 1)
     means = []
     for i in range(0, len(x), step):
@@ -153,7 +155,7 @@ def decode_latents(vae: nn.Module, z: torch.Tensor, chunk_size: int | None = Non
     independently, so the result does not depend on it). (N, C, h, w) -> (N, 3, H, W)
     """
     if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be None or >= 1, got {chunk_size}")
+        raise KitInputError(f"chunk_size must be None or >= 1, got {chunk_size}")
     z = z * (1.0 / vae.config.scaling_factor)
     shift = getattr(vae.config, "shift_factor", None)
     if shift:
@@ -178,7 +180,7 @@ def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
     if head in ("quant_conv", "post_quant_conv"):
         return name
     if head not in ("encoder", "decoder") or len(parts) < 3:
-        raise ValueError(
+        raise KitInputError(
             f"name must be an sgm VAE key under encoder./decoder./quant_conv./post_quant_conv., got {name!r}"
         )
     rest = parts[1:]
@@ -199,9 +201,9 @@ def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
     elif rest[0] in ("down", "up"):
         level = int(rest[1])
         if rest[0] == "up" and num_levels is None:
-            raise ValueError(f"num_levels is needed to map the decoder key {name!r}")
+            raise KitInputError(f"num_levels is needed to map the decoder key {name!r}")
         if num_levels is not None and not 0 <= level < num_levels:
-            raise ValueError(f"level {level} of {name!r} is outside num_levels={num_levels}")
+            raise KitInputError(f"level {level} of {name!r} is outside num_levels={num_levels}")
         blocks = "down_blocks" if rest[0] == "down" else "up_blocks"
         index = level if rest[0] == "down" else num_levels - 1 - level
         if rest[2] == "block":
@@ -209,9 +211,9 @@ def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
         elif rest[2] in ("downsample", "upsample"):
             out = [blocks, str(index), rest[2] + "rs", "0", *rest[3:]]
         else:
-            raise ValueError(f"no diffusers counterpart for {name!r} (per-level attention is not supported)")
+            raise KitInputError(f"no diffusers counterpart for {name!r} (per-level attention is not supported)")
     else:
-        raise ValueError(f"no diffusers counterpart for {name!r}")
+        raise KitInputError(f"no diffusers counterpart for {name!r}")
     return ".".join([head, *out])
 
 
@@ -239,7 +241,7 @@ def load_first_stage_weights(
 ) -> list[str]:
     """Copy the `first_stage_model.*` tensors of a reference state dict into `vae`; return the keys filled.
 
-    Raises ValueError if a decoder key of `vae` gets no tensor or a tensor does not fit its kit key.
+    Raises KitInputError if a decoder key of `vae` gets no tensor or a tensor does not fit its kit key.
     """
     own = vae.state_dict()
     filled = {}
@@ -248,17 +250,17 @@ def load_first_stage_weights(
         if kit is None:
             continue
         if kit not in own:
-            raise ValueError(f"checkpoint key {name!r} maps to {kit!r}, which the kit VAE does not have")
+            raise KitInputError(f"checkpoint key {name!r} maps to {kit!r}, which the kit VAE does not have")
         tensor = sgm_vae_tensor_to_diffusers(kit, tensor)
         if tensor.shape != own[kit].shape:
-            raise ValueError(
+            raise KitInputError(
                 f"checkpoint key {name!r} has shape {tuple(tensor.shape)}, {kit!r} needs "
                 f"{tuple(own[kit].shape)}"
             )
         filled[kit] = tensor
     missing = [k for k in own if k.startswith("decoder.") and k not in filled]
     if missing:
-        raise ValueError(
+        raise KitInputError(
             f"state_dict lacks first_stage_model tensors for {len(missing)} decoder keys, e.g. {missing[0]!r}"
         )
     vae.load_state_dict(filled, strict=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.models import autoencoder, conditioner
 from sv4d_kit.models.clip import CLIPImageEncoder
 from sv4d_kit.models.conditioner import SV4DConditioner
@@ -46,7 +47,7 @@ def hparams() -> dict:
 def preset_configs(name: str) -> dict:
     """The reference configs of a preset: `unet` (UNet params), `conditioner` (GeneralConditioner), `vae` (ddconfig)."""
     if name not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
+        raise KitInputError(f"preset must be one of {PRESETS}, got {name!r}")
     params = hparams()["variants"][name]["yaml_config_resolved"]["model"]["params"]
     return {
         "unet": params["network_config"]["params"],
@@ -83,7 +84,7 @@ def kit_name(name: str, vae_levels: int = 4) -> tuple[str, str] | None:
         return None if key is None else ("conditioner", key)
     if name.startswith("first_stage_model."):
         return "vae", autoencoder.first_stage_name_to_kit(name, vae_levels)
-    raise ValueError(f"{name!r} is not a key of an SV4D 2.0 checkpoint")
+    raise KitInputError(f"{name!r} is not a key of an SV4D 2.0 checkpoint")
 
 
 def convert_tensor(component: str, key: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -161,17 +162,17 @@ def resolve_checkpoint(
     path = Path(path_or_id)
     if path.exists():
         if path.is_dir():
-            raise ValueError(f"{str(path)!r} is a folder; pass the .safetensors file (or load a kit folder)")
+            raise KitInputError(f"{str(path)!r} is a folder; pass the .safetensors file (or load a kit folder)")
         return path
     text = str(path_or_id)
     looks_like_hub = text.count("/") == 1 and not text.endswith((".safetensors", ".ckpt", ".pt", ".pth"))
     if not looks_like_hub:
-        raise ValueError(f"checkpoint {text!r} does not exist")
+        raise KitInputError(f"checkpoint {text!r} does not exist")
     filename = f"{variant or 'sv4d2'}.safetensors"
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if not download or offline:
         why = "HF_HUB_OFFLINE is set" if offline else "downloads happen only when asked (download=True)"
-        raise ValueError(
+        raise KitInputError(
             f"{filename} from {text} is not on disk and {why}: download it with "
             f"`huggingface-cli download {text} {filename} --local-dir checkpoints` (accept the license on the hub "
             f"first) and pass checkpoints/{filename}"
@@ -183,17 +184,17 @@ def resolve_checkpoint(
 
 def _check_safetensors(path: Path) -> None:
     if path.suffix in (".ckpt", ".pt", ".pth", ".bin", ".pkl"):
-        raise ValueError(
+        raise KitInputError(
             f"{path.name} is a pickle checkpoint; only .safetensors files are loaded (pickles can run code)"
         )
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) < 8:
-        raise ValueError(f"{path.name} is not a safetensors file (too short)")
+        raise KitInputError(f"{path.name} is not a safetensors file (too short)")
     header_len = int.from_bytes(head, "little")
     if header_len <= 0 or 8 + header_len > size:
-        raise ValueError(f"{path.name} is not a valid safetensors file (bad or truncated header)")
+        raise KitInputError(f"{path.name} is not a valid safetensors file (bad or truncated header)")
 
 
 def load_checkpoint(
@@ -220,14 +221,14 @@ def load_checkpoint(
     if variant is None:
         variant = next((p for p in sorted(PRESETS, key=len, reverse=True) if path.stem.endswith(p)), None)
         if variant is None:
-            raise ValueError(
+            raise KitInputError(
                 f"cannot tell the variant from {path.name!r}; pass variant='sv4d2' or 'sv4d2_8views'"
             )
     if variant not in PRESETS:
-        raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
+        raise KitInputError(f"variant must be one of {PRESETS}, got {variant!r}")
     named = next((p for p in sorted(PRESETS, key=len, reverse=True) if path.stem.endswith(p)), None)
     if named is not None and named != variant:
-        raise ValueError(
+        raise KitInputError(
             f"variant {variant!r} does not match the file {path.name!r} (a {named} checkpoint); "
             f"pass variant={named!r}"
         )
@@ -240,7 +241,7 @@ def load_checkpoint(
             layout = {k: list(f.get_slice(k).get_shape()) for k in keys}
             report = compare_layout(layout, modules, vae_levels)
             if report["missing"] or report["unexpected"] or report["misshaped"]:
-                raise ValueError(f"{path.name} does not match the SV4D 2.0 layout: {_problems(report)}")
+                raise KitInputError(f"{path.name} does not match the SV4D 2.0 layout: {_problems(report)}")
             states: dict[str, dict[str, torch.Tensor]] = {c: {} for c in modules}
             for name in keys:
                 target = kit_name(name, vae_levels)
@@ -250,7 +251,7 @@ def load_checkpoint(
                 tensor = convert_tensor(comp, key, f.get_tensor(name))
                 states[comp][key] = tensor.to(device=device, dtype=dtype or torch.float32)
     except SafetensorError as e:
-        raise ValueError(f"{path.name} is not a readable safetensors file ({e})") from None
+        raise KitInputError(f"{path.name} is not a readable safetensors file ({e})") from None
     # The first stage is decoder-only in the file. Its encoder shares the tensors of the cond_frames embedder's VAE
     # encoder (the same SD VAE), so `vae.encode` works too, at no extra memory.
     for key in vae.state_dict():
@@ -267,7 +268,7 @@ def _materialize_buffers(module: torch.nn.Module, device) -> None:
     """Non-persistent buffers are not in any checkpoint; rebuild those still on the meta device."""
     leftovers = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if leftovers:
-        raise ValueError(f"internal: {len(leftovers)} tensors were not loaded, e.g. {leftovers[0]!r}")
+        raise KitInputError(f"internal: {len(leftovers)} tensors were not loaded, e.g. {leftovers[0]!r}")
 
 
 def tiny_configs(variant: str = "sv4d2", model_channels: int = 32, context_dim: int = 32) -> dict:
@@ -277,7 +278,7 @@ def tiny_configs(variant: str = "sv4d2", model_channels: int = 32, context_dim: 
     multiple of 4 pixels (images a multiple of 32). `variant` picks the view-attention layout.
     """
     if variant not in PRESETS:
-        raise ValueError(f"variant must be one of {PRESETS}, got {variant!r}")
+        raise KitInputError(f"variant must be one of {PRESETS}, got {variant!r}")
     unet = dict(preset_configs(variant)["unet"])
     unet.update(
         model_channels=model_channels,

@@ -12,6 +12,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from sv4d_kit.checks import KitInputError
+
 # The normalisation OpenAI CLIP was trained with (RGB in [0, 1]).
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -70,7 +72,7 @@ def clip_preprocess(x: torch.Tensor, image_size: int = 224) -> torch.Tensor:
     (B, 3, H, W) -> (B, 3, image_size, image_size)
     """
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
+        raise KitInputError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
     x = antialiased_resize(x, (image_size, image_size))
     x = (x + 1.0) / 2.0
     mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -158,9 +160,9 @@ class CLIPImageEncoder(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
+            raise KitInputError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
         if width % head_width:
-            raise ValueError(f"width ({width}) must be a multiple of head_width ({head_width})")
+            raise KitInputError(f"width ({width}) must be a multiple of head_width ({head_width})")
         grid = image_size // patch_size
         scale = width**-0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
@@ -177,7 +179,7 @@ class CLIPImageEncoder(ModelMixin, ConfigMixin):
         vision = model_config["vision_cfg"]
         for key in ("image_size", "layers", "width", "patch_size"):
             if key not in vision:
-                raise ValueError(f"model_config['vision_cfg'] must give {key!r}")
+                raise KitInputError(f"model_config['vision_cfg'] must give {key!r}")
         return {
             "image_size": int(vision["image_size"]),
             "patch_size": int(vision["patch_size"]),

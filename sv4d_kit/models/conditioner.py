@@ -20,6 +20,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.models.autoencoder import (
     SV4D2_DDCONFIG,
     VAEEncoder,
@@ -47,7 +48,7 @@ def checkpoint_name_to_kit(name: str) -> str | None:
     """
     prefix = "conditioner.embedders."
     if not name.startswith(prefix):
-        raise ValueError(f"name must start with {prefix!r}, got {name!r}")
+        raise KitInputError(f"name must start with {prefix!r}, got {name!r}")
     index, _, rest = name[len(prefix) :].partition(".")
     if index == "0" and rest.startswith("open_clip.model."):
         rest = rest[len("open_clip.model.") :]
@@ -58,7 +59,7 @@ def checkpoint_name_to_kit(name: str) -> str | None:
             return None
         if rest.startswith(("encoder.", "quant_conv.")):
             return f"{VAE_EMBEDDERS[int(index)]}.{sgm_vae_name_to_diffusers(rest)}"
-    raise ValueError(f"{name!r} is not a key of the SV4D 2.0 conditioner")
+    raise KitInputError(f"{name!r} is not a key of the SV4D 2.0 conditioner")
 
 
 def convert_checkpoint_tensor(kit_name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -90,12 +91,12 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if latent_type not in LATENT_TYPES:
-            raise ValueError(f"latent_type must be one of {LATENT_TYPES}, got {latent_type!r}")
+            raise KitInputError(f"latent_type must be one of {LATENT_TYPES}, got {latent_type!r}")
         clip_config = dict(clip_config or CLIPImageEncoder.config_from_open_clip(VIT_H_14))
         vae_config = dict(vae_config or SV4D2_DDCONFIG) if latent_type == "vae" else {}
         self.register_to_config(clip_config=clip_config, vae_config=vae_config)
         if sigma_embed_dim < 2 or angle_embed_dim < 2:
-            raise ValueError(
+            raise KitInputError(
                 f"sigma_embed_dim and angle_embed_dim must be >= 2, got {sigma_embed_dim}, {angle_embed_dim}"
             )
         self.clip = CLIPImageEncoder(**clip_config)
@@ -123,7 +124,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         if isinstance(conditioner_config, dict):
             emb_models = conditioner_config.get("params", conditioner_config).get("emb_models")
         if not isinstance(emb_models, list):
-            raise ValueError("conditioner_config must be a GeneralConditioner config or its emb_models list")
+            raise KitInputError("conditioner_config must be a GeneralConditioner config or its emb_models list")
         by_key = {m.get("input_key"): m.get("params", {}) for m in emb_models}
         expected = [
             "cond_frames_without_noise",
@@ -134,35 +135,35 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
             "cond_motion",
         ]
         if [m.get("input_key") for m in emb_models] != expected:
-            raise ValueError(f"conditioner_config must have the embedders {expected} in this order")
+            raise KitInputError(f"conditioner_config must have the embedders {expected} in this order")
 
         # the VAE embedders: one ddconfig, unscaled latents, ZeroSampler noise
         ddconfigs = [by_key[k]["encoder_config"]["params"]["ddconfig"] for k in VAE_INPUTS]
         if any(d != ddconfigs[0] for d in ddconfigs):
-            raise ValueError("the cond_frames, cond_view and cond_motion VAEs must share one ddconfig")
+            raise KitInputError("the cond_frames, cond_view and cond_motion VAEs must share one ddconfig")
         for key in VAE_INPUTS:
             params = by_key[key]
             if float(params.get("scale_factor", 1.0)) != 1.0:
-                raise ValueError(f"embedder {key!r} must have scale_factor 1.0, got {params['scale_factor']}")
+                raise KitInputError(f"embedder {key!r} must have scale_factor 1.0, got {params['scale_factor']}")
             sampler = (params.get("sigma_sampler_config") or {}).get("target", "")
             if not sampler.endswith("ZeroSampler"):
-                raise ValueError(f"embedder {key!r} must use ZeroSampler noise, got {sampler!r}")
+                raise KitInputError(f"embedder {key!r} must use ZeroSampler noise, got {sampler!r}")
             embed_dim = params["encoder_config"]["params"].get("embed_dim", ddconfigs[0]["z_channels"])
             if embed_dim != ddconfigs[0]["z_channels"]:
-                raise ValueError(f"embedder {key!r}: embed_dim ({embed_dim}) must equal z_channels")
+                raise KitInputError(f"embedder {key!r}: embed_dim ({embed_dim}) must equal z_channels")
 
         # the embedding widths
         sigma_dim = by_key["cond_frames"]["sigma_cond_config"]["params"]["outdim"]
         polar_dim, azimuth_dim = by_key["polar_rad"]["outdim"], by_key["azimuth_rad"]["outdim"]
         if polar_dim != azimuth_dim:
-            raise ValueError(f"polar and azimuth widths must be equal, got {polar_dim} and {azimuth_dim}")
+            raise KitInputError(f"polar and azimuth widths must be equal, got {polar_dim} and {azimuth_dim}")
 
         # the CLIP tower
         if clip_config is None:
             clip_params = by_key["cond_frames_without_noise"]["open_clip_embedding_config"].get("params", {})
             arch = clip_params.get("arch", "ViT-H-14")
             if arch != "ViT-H-14":
-                raise ValueError(
+                raise KitInputError(
                     f"clip_config is needed for the open_clip arch {arch!r} (only ViT-H-14 is built in)"
                 )
             clip_config = VIT_H_14
@@ -190,18 +191,18 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
                 ignored.append(name)
                 continue
             if kit not in own or kit in filled:
-                raise ValueError(
+                raise KitInputError(
                     f"checkpoint key {name!r} maps to {kit!r}, which is unknown or already filled"
                 )
             tensor = convert_checkpoint_tensor(kit, tensor)
             if tensor.shape != own[kit].shape:
-                raise ValueError(
+                raise KitInputError(
                     f"{name!r} has shape {tuple(tensor.shape)}, {kit!r} needs {tuple(own[kit].shape)}"
                 )
             filled[kit] = tensor
         missing = sorted(set(own) - set(filled))
         if missing:
-            raise ValueError(
+            raise KitInputError(
                 f"state_dict lacks {len(missing)} conditioner tensors, e.g. the one for {missing[0]!r}"
             )
         self.load_state_dict(filled, strict=True, assign=any(p.is_meta for p in self.parameters()))
@@ -226,7 +227,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         noise = noise or {}
         unknown = set(noise) - set(VAE_INPUTS)
         if unknown:
-            raise ValueError(f"noise keys must be among {VAE_INPUTS}, got {sorted(unknown)}")
+            raise KitInputError(f"noise keys must be among {VAE_INPUTS}, got {sorted(unknown)}")
         out = {}
         for key in VAE_INPUTS:
             x = images[key]
@@ -236,7 +237,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
                 gen_device = generator.device if generator is not None else x.device
                 eps = torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
             elif eps.shape != x.shape:
-                raise ValueError(f"noise[{key!r}] must have shape {tuple(x.shape)}, got {tuple(eps.shape)}")
+                raise KitInputError(f"noise[{key!r}] must have shape {tuple(x.shape)}, got {tuple(eps.shape)}")
             out[key] = x + self.config.encoder_noise_sigma * eps
         return out
 
@@ -266,16 +267,16 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         """
         # 1. Check inputs
         if cond_motion.ndim != 4 or cond_motion.shape[1] != 3:
-            raise ValueError(f"cond_motion must have shape (T, 3, H, W), got {tuple(cond_motion.shape)}")
+            raise KitInputError(f"cond_motion must have shape (T, 3, H, W), got {tuple(cond_motion.shape)}")
         if cond_view.ndim != 4 or cond_view.shape[1:] != cond_motion.shape[1:]:
-            raise ValueError(
+            raise KitInputError(
                 f"cond_view must have shape (V, 3, H, W) = (V, *{tuple(cond_motion.shape[1:])}), "
                 f"got {tuple(cond_view.shape)}"
             )
         t, v = cond_motion.shape[0], cond_view.shape[0]
         for name, angles in (("polar_rad", polar_rad), ("azimuth_rad", azimuth_rad)):
             if angles.shape != (t * v,):
-                raise ValueError(f"{name} must have shape (T*V,) = ({t * v},), got {tuple(angles.shape)}")
+                raise KitInputError(f"{name} must have shape (T*V,) = ({t * v},), got {tuple(angles.shape)}")
 
         # 2. CLIP embedding of the T input-view frames
         pixels = clip_preprocess(cond_motion, image_size=self.clip.config.image_size)
@@ -285,7 +286,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         if encoder_inputs is None:
             encoder_inputs = self.vae_encoder_inputs(cond_motion, cond_view, noise, generator)
         elif set(encoder_inputs) != set(VAE_INPUTS):
-            raise ValueError(
+            raise KitInputError(
                 f"encoder_inputs must have exactly the keys {VAE_INPUTS}, got {sorted(encoder_inputs)}"
             )
         n = encode_chunk_size
@@ -321,7 +322,7 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         """Give the space-to-depth encoders the projection (`center`, `basis`) of the pipeline's latent space."""
         for encoder in (self.cond_frames_encoder, self.cond_view_encoder, self.cond_motion_encoder):
             if not isinstance(encoder, SpaceToDepthAutoencoder):
-                raise ValueError("share_projection needs latent_type 'space_to_depth'")
+                raise KitInputError("share_projection needs latent_type 'space_to_depth'")
             encoder.encoder.load_state_dict(vae.encoder.state_dict())
 
     def unconditional(self, c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

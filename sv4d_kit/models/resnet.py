@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sv4d_kit.checks import KitInputError
+
 
 class GroupNorm32(nn.GroupNorm):
     """GroupNorm, 32 groups, eps 1e-5, computed in float32 and cast back (the reference `normalization`)."""
@@ -34,7 +36,7 @@ class AlphaBlender(nn.Module):
     def __init__(self, alpha: float = 0.5, merge_strategy: str = "learned_with_images"):
         super().__init__()
         if merge_strategy not in self.STRATEGIES:
-            raise ValueError(f"merge_strategy must be one of {self.STRATEGIES}, got {merge_strategy!r}")
+            raise KitInputError(f"merge_strategy must be one of {self.STRATEGIES}, got {merge_strategy!r}")
         self.merge_strategy = merge_strategy
         if merge_strategy == "fixed":
             self.register_buffer("mix_factor", torch.tensor([float(alpha)]))

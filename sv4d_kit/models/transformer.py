@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.models.embeddings import timestep_embedding
 from sv4d_kit.models.resnet import AlphaBlender
 
@@ -149,7 +150,7 @@ class TimeMixBlock(nn.Module):
     ):
         super().__init__()
         if n_heads * d_head != dim:
-            raise ValueError(f"n_heads * d_head must equal dim, got {n_heads} * {d_head} != {dim}")
+            raise KitInputError(f"n_heads * d_head must equal dim, got {n_heads} * {d_head} != {dim}")
         if ff_in:
             self.norm_in = nn.LayerNorm(dim)
             self.ff_in = FeedForward(dim, dropout=dropout)
@@ -211,7 +212,7 @@ class SpatialViewFrameTransformer(nn.Module):
         super().__init__()
         inner_dim = n_heads * d_head
         if inner_dim != in_channels:
-            raise ValueError(
+            raise KitInputError(
                 f"n_heads * d_head must equal in_channels, got {n_heads} * {d_head} != {in_channels}"
             )
         self.in_channels = in_channels

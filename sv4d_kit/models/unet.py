@@ -14,6 +14,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.models.embeddings import timestep_embedding
 from sv4d_kit.models.resnet import Downsample, GroupNorm32, Upsample, VideoResBlock
 from sv4d_kit.models.transformer import CrossAttention, FeedForward, SpatialViewFrameTransformer
@@ -128,31 +129,31 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         super().__init__()
         channel_mult = list(channel_mult)
         if not channel_mult or num_res_blocks < 1:
-            raise ValueError("channel_mult must be non-empty and num_res_blocks >= 1")
+            raise KitInputError("channel_mult must be non-empty and num_res_blocks >= 1")
         depths = (
             [transformer_depth] * len(channel_mult)
             if isinstance(transformer_depth, int)
             else list(transformer_depth)
         )
         if len(depths) != len(channel_mult):
-            raise ValueError(
+            raise KitInputError(
                 f"transformer_depth must be an int or have {len(channel_mult)} entries, got {depths}"
             )
         depth_middle = depths[-1] if transformer_depth_middle is None else transformer_depth_middle
         time_embed_dim = model_channels * 4
         if use_camera_emb and adm_in_channels != time_embed_dim:
             # The view embedding feeds emb (4*model_channels wide) to a Linear(adm_in_channels).
-            raise ValueError(
+            raise KitInputError(
                 f"adm_in_channels must equal 4*model_channels={time_embed_dim} when use_camera_emb, "
                 f"got {adm_in_channels}"
             )
         for ch in {model_channels * m for m in channel_mult}:
             if ch % 32:
-                raise ValueError(f"every level width must be a multiple of 32 (GroupNorm), got {ch}")
+                raise KitInputError(f"every level width must be a multiple of 32 (GroupNorm), got {ch}")
             if (num_head_channels == -1 and (num_heads < 1 or ch % num_heads)) or (
                 num_head_channels != -1 and (num_head_channels < 1 or ch % num_head_channels)
             ):
-                raise ValueError(
+                raise KitInputError(
                     f"level width {ch} must be divisible by num_head_channels ({num_head_channels}) or, "
                     f"when that is -1, by num_heads ({num_heads})"
                 )
@@ -257,17 +258,17 @@ class SV4DUNet(ModelMixin, ConfigMixin):
             - set(_MAPPED_REFERENCE_KEYS)
         )
         if unknown:
-            raise ValueError(f"params has unknown reference UNet keys: {sorted(unknown)}")
+            raise KitInputError(f"params has unknown reference UNet keys: {sorted(unknown)}")
         for key, (default, supported) in _FIXED_REFERENCE_KEYS.items():
             if params.get(key, default) != supported:
-                raise ValueError(
+                raise KitInputError(
                     f"params[{key!r}] must be {supported!r} (the only value supported), got "
                     f"{params.get(key, default)!r}"
                 )
         missing = [k for k, d in _MAPPED_REFERENCE_KEYS.items() if d is None and k not in params]
         missing = [k for k in missing if k != "transformer_depth_middle"]
         if missing:
-            raise ValueError(f"params misses required reference UNet keys: {missing}")
+            raise KitInputError(f"params misses required reference UNet keys: {missing}")
         kwargs = {k: params.get(k, d) for k, d in _MAPPED_REFERENCE_KEYS.items()}
         for key in ("attention_resolutions", "channel_mult", "time_kernel_size", "transformer_depth"):
             if isinstance(kwargs[key], (list, tuple)):
@@ -289,7 +290,7 @@ class SV4DUNet(ModelMixin, ConfigMixin):
     def set_attention_path(self, path: str = "sdpa") -> None:
         """`"sdpa"`: PyTorch's fused attention (default); `"explicit"`: softmax(Q K^T / sqrt(d)) V."""
         if path not in ("sdpa", "explicit"):
-            raise ValueError(f"path must be 'sdpa' or 'explicit', got {path!r}")
+            raise KitInputError(f"path must be 'sdpa' or 'explicit', got {path!r}")
         for m in self._modules_of(CrossAttention):
             m.explicit = path == "explicit"
 
@@ -300,7 +301,7 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         """
         for name, value in (("ff", ff), ("attention", attention)):
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+                raise KitInputError(f"{name} must be None or a positive int, got {value!r}")
         for m in self._modules_of(FeedForward):
             m.chunk_size = ff
         for m in self._modules_of(CrossAttention):
@@ -336,27 +337,27 @@ class SV4DUNet(ModelMixin, ConfigMixin):
         Returns (B*T*V, out_channels, h, w) in the dtype of x.
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"x must be (N, {self.config.in_channels}, h, w), got {tuple(x.shape)}")
+            raise KitInputError(f"x must be (N, {self.config.in_channels}, h, w), got {tuple(x.shape)}")
         if context.ndim != 3:
-            raise ValueError(f"context must be (B, T, D), got {tuple(context.shape)}")
+            raise KitInputError(f"context must be (B, T, D), got {tuple(context.shape)}")
         b, t = context.shape[:2]
         if cond_view.ndim != 4 or cond_view.shape[0] % b:
-            raise ValueError(f"cond_view must be (B*V, C, h, w) with B={b}, got {tuple(cond_view.shape)}")
+            raise KitInputError(f"cond_view must be (B*V, C, h, w) with B={b}, got {tuple(cond_view.shape)}")
         v = cond_view.shape[0] // b
         if x.shape[0] != b * t * v:
-            raise ValueError(f"x must have B*T*V = {b}*{t}*{v} frames, got {x.shape[0]}")
+            raise KitInputError(f"x must have B*T*V = {b}*{t}*{v} frames, got {x.shape[0]}")
         if num_video_frames is None:
             num_video_frames = t * v
         num_video_frames = int(
             num_video_frames.item() if torch.is_tensor(num_video_frames) else num_video_frames
         )
         if num_video_frames != t * v:
-            raise ValueError(f"num_video_frames must be T*V = {t * v}, got {num_video_frames}")
+            raise KitInputError(f"num_video_frames must be T*V = {t * v}, got {num_video_frames}")
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])
         if timesteps.shape != (x.shape[0],) or y.shape[0] != x.shape[0]:
-            raise ValueError(
+            raise KitInputError(
                 f"timesteps and y must have {x.shape[0]} rows, got {tuple(timesteps.shape)}, {tuple(y.shape)}"
             )
 

@@ -1,0 +1,216 @@
+"""`generate(input, output_dir)`: a file or clip in, a folder of novel-view videos, a grid, an orbit and metadata out.
+
+This is what `sv4d-kit generate` and `sv4d-kit demo` run; the command only parses its arguments into these options.
+
+    import sv4d_kit
+    result = sv4d_kit.generate("data/object.png", "outputs/object", model="tiny", seed=23)
+    result.folder            # outputs/object: view_XX.mp4/.gif, grid.png, orbit.mp4, metadata.json
+    result.output.images     # (T, V+1, 3, H, W) in [0, 1], view 0 = the preprocessed input
+    result.metadata          # what metadata.json holds
+
+The options are named as the command's flags (`steps` is `--steps`, `min_cfg` is `--min-cfg`), and `metadata.json`
+records them under "parameters", so a folder says how to make it again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sv4d_kit import __version__, checks
+from sv4d_kit.checks import KitInputError
+
+if (
+    TYPE_CHECKING
+):  # torch, diffusers and imageio are imported on first use: `sv4d-kit --help` reads this module
+    from sv4d_kit.pipeline import SV4DPipeline, SV4DPipelineOutput
+
+MAX_FRAMES = (
+    21  # a clip longer than SV4D 2.0's 21 frames is sampled down to 21 unless `frames` says otherwise
+)
+DTYPES = ("float32", "bfloat16", "float16")
+MODEL_KEYS = (
+    "variant",
+    "frames_per_chunk",
+    "num_views",
+    "image_size",
+)  # the model facts metadata.json records
+# The demo: the bundled sample clip (made by sv4d_kit.synthetic) seen from 10° above, 13 frames (the tiny model
+# samples chunks of 4 frames overlapping by one, so 3k + 1 frames waste none; its timings are in BENCHMARKS.md).
+SAMPLE = "sample_moving_object.gif"
+DEMO_FRAMES = 13
+DEMO_ELEVATION = 10.0
+
+
+# What metadata.json records under "parameters": every option of `generate` that can change the result or the folder
+PARAMETERS = ("output_dir", "variant", "download", "steps", "cfg", "min_cfg", "elevation", "azimuths", "frames",
+              "seed", "device", "dtype", "offload", "encode_chunk", "decode_chunk", "size", "remove_bg",
+              "overwrite")  # fmt: skip
+
+
+@dataclass
+class GenerateResult:
+    """What `generate` made: the pipeline's output, the folder it wrote and the metadata written there."""
+
+    output: SV4DPipelineOutput
+    folder: Path
+    metadata: dict
+
+
+def generate(
+    input: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    model: str | os.PathLike | SV4DPipeline = "tiny",
+    *,
+    variant: str | None = None,
+    download: bool = False,
+    steps: int | None = None,
+    cfg: float | None = None,
+    min_cfg: float | None = None,
+    elevation: float = 0.0,
+    azimuths: list[float] | None = None,
+    frames: int | None = None,
+    seed: int = 23,
+    device: str = "cpu",
+    dtype: str = "float32",
+    offload: bool = False,
+    encode_chunk: int = 8,
+    decode_chunk: int = 4,
+    size: int | None = None,
+    remove_bg: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "generate",
+) -> GenerateResult:
+    """Generate the novel-view videos of the object in `input` (an image, GIF, MP4, folder of frames or glob) into
+    `output_dir` (written atomically: all or nothing; an existing non-empty folder only with `overwrite`).
+
+    model: "tiny" (the bundled tiny SV4D), a kit model folder, a released `.safetensors` checkpoint, a hub id
+    (fetched only with `download`), or an `SV4DPipeline` already loaded (then `variant`, `download` and `dtype`
+    do not apply). steps, cfg, min_cfg: sampling steps and the maximum / minimum guidance scale (None: the
+    model's). elevation: degrees of the novel views; azimuths: the V+1 azimuths of the input view and the novel
+    views (None: the model's). frames: output frames (None: the clip's, at most 21; one image gives a still
+    clip). size: image side (None: the model's). remove_bg: matte with rembg. Raises `KitInputError` for bad
+    input, before any output is written.
+    """
+    import torch
+
+    from sv4d_kit import preprocess
+    from sv4d_kit.media import prepare_output_dir, write_outputs
+    from sv4d_kit.pipeline import SV4DPipeline
+
+    options = {k: v for k, v in locals().items() if k in PARAMETERS}
+    timings = {}
+
+    # 1. Check the options and the output folder before any work
+    steps = None if steps is None else checks.integer("steps", steps, minimum=1)
+    cfg = None if cfg is None else checks.number("cfg", cfg, minimum=0)
+    min_cfg = None if min_cfg is None else checks.number("min_cfg", min_cfg, minimum=0)
+    elevation = checks.number("elevation", elevation, -90, 90)
+    if azimuths is not None:
+        if len(azimuths) == 0:
+            raise KitInputError("azimuths needs at least one number")
+        azimuths = [checks.number("azimuths", a) for a in azimuths]
+    frames = None if frames is None else checks.integer("frames", frames, minimum=1)
+    seed = checks.integer("seed", seed)
+    device = checks.torch_device("device", device)
+    torch_dtype = getattr(torch, checks.one_of("dtype", dtype, DTYPES))
+    encode_chunk = checks.integer("encode_chunk", encode_chunk, minimum=1)
+    decode_chunk = checks.integer("decode_chunk", decode_chunk, minimum=1)
+    size = None if size is None else checks.integer("size", size, minimum=1)
+    prepare_output_dir(output_dir, overwrite)
+
+    # 2. Read the input (fails fast on bad files)
+    tic = time.perf_counter()
+    clip, read_info = preprocess.read_frames(input)
+    timings["read"] = time.perf_counter() - tic
+
+    # 3. Load the model
+    tic = time.perf_counter()
+    if isinstance(model, SV4DPipeline):
+        pipe, source = model, model.config.get("_name_or_path") or "SV4DPipeline (in memory)"
+    else:
+        pipe = SV4DPipeline.from_pretrained(
+            model, variant=variant, download=download, torch_dtype=torch_dtype
+        )
+        source = str(model)
+    V = pipe.config.num_views
+    if azimuths is not None and len(azimuths) != V + 1:
+        raise KitInputError(
+            f"azimuths needs {V + 1} values for this model (input view + {V} novel views), got {len(azimuths)}"
+        )
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    timings["load"] = time.perf_counter() - tic
+
+    # 4. Preprocess: one crop for the clip, resize, white background; the frame count and how it is reached
+    tic = time.perf_counter()
+    num_frames = frames or min(len(clip), MAX_FRAMES)
+    policy = "sample" if len(clip) >= num_frames else "loop"
+    try:
+        images, prep_info = preprocess.preprocess(
+            clip, size=size or pipe.config.image_size, remove_bg=remove_bg, num_frames=num_frames,
+            frame_policy=policy,
+        )  # fmt: skip
+    except RuntimeError as e:  # rembg missing or its model not on disk: the user's setup, one line
+        raise KitInputError(str(e).strip().splitlines()[0]) from None
+    timings["preprocess"] = time.perf_counter() - tic  # images: (T, 3, H, W) in [0, 1]
+
+    # 5. Generate: (T, 3, H, W) -> (T, V+1, 3, H, W)
+    out = pipe(
+        images,
+        elevations_deg=elevation,
+        azimuths_deg=azimuths,
+        num_inference_steps=steps,
+        min_guidance=min_cfg,
+        max_guidance=cfg,
+        seed=seed,
+        encode_chunk_size=encode_chunk,
+        decode_chunk_size=decode_chunk,
+        progress=progress,
+    )
+    timings.update(out.timings)
+
+    # 6. Write the folder: videos, grid, orbit, metadata.json
+    tic = time.perf_counter()
+    metadata = {
+        "kit_version": __version__,
+        "command": command,
+        "input": {
+            "path": str(input),
+            "read": read_info,
+            "preprocess": {k: v for k, v in prep_info.items() if k != "read"},
+        },
+        "model": {"source": source, **{k: pipe.config[k] for k in MODEL_KEYS}},
+        "parameters": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in options.items()},
+        "seed": seed,
+        "cameras": out.cameras,
+        "timings_s": timings,
+    }
+    folder = write_outputs(
+        output_dir, out.images, metadata, azimuths_deg=out.cameras["azimuths_deg"], overwrite=overwrite
+    )
+    timings["write"] = time.perf_counter() - tic
+    return GenerateResult(output=out, folder=folder, metadata=metadata)
+
+
+def demo(
+    output_dir: str | os.PathLike,
+    frames: int = DEMO_FRAMES,
+    steps: int | None = None,
+    seed: int = 23,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> GenerateResult:
+    """The bundled sample clip through the bundled tiny SV4D on the CPU (what `sv4d-kit demo` runs)."""
+    with resources.as_file(resources.files("sv4d_kit") / "assets" / SAMPLE) as sample:
+        return generate(
+            sample, output_dir, "tiny", steps=steps, elevation=DEMO_ELEVATION, frames=frames, seed=seed,
+            overwrite=overwrite, progress=progress, command="demo",
+        )  # fmt: skip

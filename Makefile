@@ -28,14 +28,15 @@ golden: $(READY)
 bench: $(READY)
 	$(BIN)/python benchmarks/bench_render.py
 
-# Retrain the bundled tiny SV4D: both stages of its recipe (BENCHMARKS.md; about 2 h on a fast 2-core CPU).
+# Retrain the bundled tiny SV4D: both stages of its recipe, recipes/tiny_base.json then recipes/tiny_finetune.json
+# (hours on a 2-core CPU; the measured times are in BENCHMARKS.md).
 tiny-model: $(READY)
-	$(BIN)/sv4d-kit train --output runs/tiny-base --resume --no-progress
+	$(BIN)/sv4d-kit train --output runs/tiny-base --config recipes/tiny_base.json --resume --no-progress
 	$(BIN)/sv4d-kit train --output runs/tiny-finetune --config recipes/tiny_finetune.json --resume --no-progress \
 		--export sv4d_kit/assets/tiny_sv4d
 
 # Optional stage 3 on a CUDA GPU (run 11 of BENCHMARKS.md, not bundled): the bundled model (stage 2) fine-tuned 1750
-# steps of 32 scenes; 478 s on an H200 with 12 rendering processes. Needs a CUDA build of torch in $(VENV).
+# steps of 32 scenes with 12 rendering processes (timed in BENCHMARKS.md). Needs a CUDA build of torch in $(VENV).
 tiny-model-gpu: $(READY)
 	$(BIN)/sv4d-kit train --output runs/tiny-gpu --config recipes/tiny_gpu_finetune.json --device cuda --workers 12 \
 		--resume --no-progress

@@ -16,7 +16,7 @@ import torch
 from sv4d_kit.models.autoencoder import decode_latents
 from sv4d_kit.pipeline import SV4DPipeline
 from sv4d_kit.sampling import denoise
-from sv4d_kit.training import TrainConfig, load_tiny_pipeline, make_batch
+from sv4d_kit.training import TrainConfig, make_batch
 
 SIGMAS = (0.02, 0.1, 0.3, 0.6, 1.0, 2.0, 5.0, 20.0)
 
@@ -28,7 +28,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pipe = load_tiny_pipeline() if args.model is None else SV4DPipeline.from_pretrained(args.model)
+    pipe = SV4DPipeline.from_pretrained(args.model or "tiny")
     vae = pipe.vae
 
     # 1. One batch and its conditioning

@@ -16,7 +16,6 @@ import torch
 
 from sv4d_kit import evaluation
 from sv4d_kit.pipeline import SV4DPipeline
-from sv4d_kit.training import load_tiny_pipeline
 
 TEXT_KEYS = ("guider",)
 INT_KEYS = ("num_inference_steps",)
@@ -68,7 +67,7 @@ def main() -> None:
     if args.seed == 0:
         raise SystemExit("error: seed 0 is the reported held-out set; tune on validation seeds (50, 51)")
     torch.set_num_threads(args.threads)
-    pipe = load_tiny_pipeline() if args.model is None else SV4DPipeline.from_pretrained(args.model)
+    pipe = SV4DPipeline.from_pretrained(args.model or "tiny")
     base = dict(pipe.config.sampling)
     methods = ("tiny_sv4d", "copy_input") + (("tiny_sv4d_no_view_attention",) if args.ablation else ())
     for setting in args.settings:

@@ -12,7 +12,6 @@ import torch
 
 from sv4d_kit import evaluation, metrics
 from sv4d_kit.pipeline import SV4DPipeline
-from sv4d_kit.training import load_tiny_pipeline
 
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4)  # "darkest channel below 1 - threshold"; 0.05 is the metric's
 
@@ -27,7 +26,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = load_tiny_pipeline() if args.model is None else SV4DPipeline.from_pretrained(args.model)
+    pipe = SV4DPipeline.from_pretrained(args.model or "tiny")
     relative = pipe.default_azimuths()
 
     methods = ("tiny_sv4d", "copy_input")

@@ -47,9 +47,9 @@ camera with RGB, alpha and depth. View 0 is the input view; SV4D's novel views s
 relative to it (conventions at the top of `sv4d_kit/cameras.py`)."""),
     new_code_cell("""\
 from sv4d_kit import evaluation, synthetic, viz
-from sv4d_kit.training import load_tiny_pipeline
+from sv4d_kit import SV4DPipeline
 
-pipe = load_tiny_pipeline()
+pipe = SV4DPipeline.from_pretrained("tiny")  # the bundled tiny SV4D, 32 px, on the CPU
 azimuths = pipe.default_azimuths()            # input view + the model's novel views, degrees (relative)
 # a held-out scene (its seed is never used in training), seen from the input view and the novel views
 gt = evaluation.heldout_scene(0, seed, azimuths, size, frames, elevation_deg=10.0)

@@ -56,7 +56,9 @@ def _check_pixels(name: str, value: int, minimum: int = 8) -> int:
 def _check_matrices(name: str, value, size: int) -> torch.Tensor:
     t = torch.as_tensor(value)
     if t.ndim < 2 or t.shape[-2:] != (size, size) or not bool(torch.isfinite(t).all()):
-        raise KitInputError(f"{name} must be finite (..., {size}, {size}) matrices, got shape {tuple(t.shape)}")
+        raise KitInputError(
+            f"{name} must be finite (..., {size}, {size}) matrices, got shape {tuple(t.shape)}"
+        )
     return t
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 import time
 
@@ -25,7 +26,8 @@ class UsageError(KitInputError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage + message and exits; we want one line and exit code 2
-        raise UsageError(message)
+        # a value refused by a check reads as the checks word it, named by the flag: "--steps must be ..."
+        raise UsageError(re.sub(r"^argument (-[-\w]+)(?:/[-\w]+)?: (must be |needs )", r"\1 \2", message))
 
 
 def _checked(check, parse=float, **bounds):

@@ -103,7 +103,9 @@ def prepare_output_dir(folder: str | Path, overwrite: bool = False) -> Path:
     if folder.exists() and not folder.is_dir():
         raise KitInputError(f"output path {str(folder)!r} is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise KitInputError(f"output folder {str(folder)!r} already has files; pass --overwrite to replace them")
+        raise KitInputError(
+            f"output folder {str(folder)!r} already has files; pass --overwrite to replace them"
+        )
     parent = folder.absolute().parent
     while not parent.exists():
         parent = parent.parent

@@ -231,7 +231,9 @@ def _read_in_memory(source) -> tuple[list[np.ndarray], list[str]]:
             if arr.ndim == 2:
                 arr = arr[..., None]
             if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-                raise KitInputError(f"each frame must be (H, W) or (H, W, C) with C in 1, 3, 4, got {arr.shape}")
+                raise KitInputError(
+                    f"each frame must be (H, W) or (H, W, C) with C in 1, 3, 4, got {arr.shape}"
+                )
             modes.append({1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[-1]])
             images.append(np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr)
     return images, modes

@@ -138,12 +138,16 @@ def spatiotemporal_scale(num_frames: int, num_views: int, min_scale: float, max_
 def guide(x_uncond_cond: torch.Tensor, scale) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans, 2022) per frame: x_u + s[frame] (x_c - x_u), uncond first."""
     if x_uncond_cond.shape[0] % 2:
-        raise KitInputError(f"x_uncond_cond must be [uncond; cond] (even batch), got {x_uncond_cond.shape[0]}")
+        raise KitInputError(
+            f"x_uncond_cond must be [uncond; cond] (even batch), got {x_uncond_cond.shape[0]}"
+        )
     x_u, x_c = x_uncond_cond.chunk(2)
     scale = torch.as_tensor(scale, dtype=x_u.dtype, device=x_u.device).reshape(-1)
     num_frames = scale.numel()
     if x_u.shape[0] % num_frames:
-        raise KitInputError(f"scale has {num_frames} frames, which do not divide the half batch {x_u.shape[0]}")
+        raise KitInputError(
+            f"scale has {num_frames} frames, which do not divide the half batch {x_u.shape[0]}"
+        )
     x_u = x_u.reshape(-1, num_frames, *x_u.shape[1:])  # (b*F, ...) -> (b, F, ...)
     x_c = x_c.reshape(-1, num_frames, *x_c.shape[1:])
     scale = scale.reshape(1, num_frames, *([1] * (x_u.ndim - 2)))  # (F,) -> (1, F, 1, 1, 1)

@@ -136,7 +136,9 @@ def image_grid(
     figure_module = _require("matplotlib.figure")
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
     if x.ndim != 5 or x.shape[2] not in (1, 3, 4):
-        raise KitInputError(f"images must have shape (T, V, C, H, W) with C in (1, 3, 4), got {tuple(x.shape)}")
+        raise KitInputError(
+            f"images must have shape (T, V, C, H, W) with C in (1, 3, 4), got {tuple(x.shape)}"
+        )
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     T, V = x.shape[:2]
     col_labels = [f"t={t}" for t in range(T)] if col_labels is None else list(col_labels)

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from sv4d_kit.attention import attention_layers, capture_attention
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden.unet import build_unet
 from sv4d_kit.models.transformer import CrossAttention
 
@@ -31,7 +32,7 @@ def test_explicit_path_matches_sdpa(reference_dir):
         unet.set_attention_path("sdpa")
     assert all(m.explicit is False for m in unet.modules() if isinstance(m, CrossAttention))
     torch.testing.assert_close(explicit, fused, rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(KitInputError, match="path"):
         unet.set_attention_path("flash")
 
 
@@ -71,9 +72,9 @@ def test_capture_filters_kinds_and_layers(reference_dir):
     with torch.no_grad(), capture_attention(unet, kinds=("frame",), layers=["middle_block.1"]) as maps:
         unet(**inputs)
     assert list(maps) == ["middle_block.1.motion_blocks.0.attn1"]
-    with pytest.raises(ValueError, match="kinds"):
+    with pytest.raises(KitInputError, match="kinds"):
         attention_layers(unet, ["camera"])
-    with pytest.raises(ValueError, match="select no"):
+    with pytest.raises(KitInputError, match="select no"):
         attention_layers(unet, ["spatial"], layers=["input_blocks.0"])
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import discover, run_set
 from sv4d_kit.models.autoencoder import (
     SCALE_FACTOR,
@@ -62,11 +63,11 @@ def test_sgm_names_map_to_diffusers():
     w = torch.randn(8, 8, 1, 1)
     assert sgm_vae_tensor_to_diffusers("decoder.mid_block.attentions.0.to_q.weight", w).shape == (8, 8)
     assert sgm_vae_tensor_to_diffusers("decoder.conv_in.weight", w).shape == (8, 8, 1, 1)
-    with pytest.raises(ValueError, match="num_levels"):
+    with pytest.raises(KitInputError, match="num_levels"):
         sgm_vae_name_to_diffusers("decoder.up.0.block.0.conv1.weight")
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         sgm_vae_name_to_diffusers("encoder.down.0.attn.0.q.weight", 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         sgm_vae_name_to_diffusers("model.diffusion_model.out.weight")
 
 
@@ -113,7 +114,7 @@ def test_chunked_decode_equals_unchunked():
         assert (
             decode_latents(vae, z.flip(0))[0] - whole[0]
         ).abs().max() > 1e-3  # frames are not interchangeable
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(KitInputError, match="chunk_size"):
         decode_latents(vae, z, chunk_size=0)
 
 
@@ -134,11 +135,11 @@ def test_vae_encoder_matches_autoencoder_kl_encode():
 
 
 def test_bad_ddconfig_raises():
-    with pytest.raises(ValueError, match="attn_resolutions"):
+    with pytest.raises(KitInputError, match="attn_resolutions"):
         build_autoencoder({**TINY_DDCONFIG, "attn_resolutions": [16]})
-    with pytest.raises(ValueError, match="double_z"):
+    with pytest.raises(KitInputError, match="double_z"):
         VAEEncoder({**TINY_DDCONFIG, "double_z": False})
-    with pytest.raises(ValueError, match="embed_dim"):
+    with pytest.raises(KitInputError, match="embed_dim"):
         VAEEncoder(TINY_DDCONFIG, embed_dim=8)
-    with pytest.raises(ValueError, match="ddconfig"):
+    with pytest.raises(KitInputError, match="ddconfig"):
         build_autoencoder({"ch": 32})

@@ -5,9 +5,12 @@ import math
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from sv4d_kit import cameras as C
+from sv4d_kit.checks import KitInputError
 
 # The cameras of the public golden set (reference README, "Tiny configuration"): view 0 is the input view.
 GOLDEN_ELEVATIONS = [5.0, 10.0, -8.0, 0.0]
@@ -268,5 +271,72 @@ def test_epipolar_mask_contains_the_correspondences():
     ],
 )
 def test_bad_input_raises_value_error_naming_the_parameter(call, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(KitInputError, match=name):
         call()
+
+
+# --- properties over random cameras (hypothesis) -----------------------------------------------------------------
+
+azimuths = st.floats(0.0, 360.0, allow_nan=False)
+elevations = st.floats(
+    -85.0, 85.0, allow_nan=False
+)  # away from the poles, where look-at's up vector degenerates
+radii = st.floats(1.5, 10.0, allow_nan=False)
+PROPERTY = settings(
+    max_examples=40, deadline=None, derandomize=True
+)  # derandomized: the same cases every run
+
+
+@PROPERTY
+@given(azimuths, elevations, radii)
+def test_orbit_camera_round_trips(azimuth, elevation, radius):
+    """The orbit camera sits where `orbit_eye` says, is rigid, looks at the origin, and inverts exactly."""
+    E = C.orbit_extrinsics(torch.tensor([azimuth]), torch.tensor([elevation]), radius)
+    torch.testing.assert_close(
+        C.camera_centers(E).double(), C.orbit_eye([azimuth], [elevation], radius), atol=1e-4, rtol=1e-5
+    )
+    R = E[0, :3, :3]
+    torch.testing.assert_close(R @ R.T, torch.eye(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(C.invert_extrinsics(E) @ E, torch.eye(4)[None], atol=1e-5, rtol=0)
+    _, z = C.project_points(torch.zeros(1, 1, 3), E, C.intrinsics(40.0, 16))
+    torch.testing.assert_close(z[0, 0], torch.tensor(radius, dtype=z.dtype), atol=1e-4, rtol=1e-5)
+
+
+@PROPERTY
+@given(azimuths, elevations, radii)
+def test_unproject_then_project_returns_the_pixels_and_depths(azimuth, elevation, radius):
+    E = C.orbit_extrinsics(torch.tensor([azimuth]), torch.tensor([elevation]), radius)
+    K = C.intrinsics(45.0, 8)
+    depth = torch.full((1, 1, 8, 8), radius) + torch.linspace(-0.5, 0.5, 64).reshape(1, 1, 8, 8)
+    points = C.unproject_depth(depth, E, K)  # (1, 8, 8, 3)
+    uv, z = C.project_points(points.reshape(1, -1, 3), E, K)
+    torch.testing.assert_close(z, depth.reshape(1, -1), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(uv, C.pixel_centers(8, 8)[None], atol=1e-3, rtol=0)
+
+
+@PROPERTY
+@given(st.lists(azimuths, min_size=2, max_size=9), elevations, st.floats(-720.0, 720.0, allow_nan=False))
+def test_sv4d_angles_depend_only_on_azimuths_relative_to_the_input(views, elevation, turn):
+    """Turning every camera by the same angle changes nothing the model sees; the relative azimuth of view v is
+    (a_v - a_0) mod 360 and a view at the input's elevation has polar 90°."""
+    polar, azimuth = C.sv4d_relative_angles(elevation, views, 2)
+    polar_t, azimuth_t = C.sv4d_relative_angles(elevation, [a + turn for a in views], 2)
+    circular = torch.remainder(azimuth_t - azimuth + math.pi, 2 * math.pi) - math.pi
+    assert circular.abs().max() < 1e-9
+    torch.testing.assert_close(polar_t, polar)
+    expected = torch.tensor([(a - views[0]) % 360.0 for a in views[1:]], dtype=torch.float64).deg2rad()
+    gap = torch.remainder(azimuth[: len(views) - 1] - expected + math.pi, 2 * math.pi) - math.pi
+    assert gap.abs().max() < 1e-9
+    torch.testing.assert_close(polar, torch.full_like(polar, math.pi / 2))
+
+
+@PROPERTY
+@given(azimuths, elevations, azimuths, elevations)
+def test_correspondences_lie_on_their_epipolar_lines(a_i, e_i, a_j, e_j):
+    assume(abs((a_i - a_j + 180) % 360 - 180) > 5 or abs(e_i - e_j) > 5)  # two distinct cameras
+    E = C.orbit_extrinsics(torch.tensor([a_i, a_j]), torch.tensor([e_i, e_j]), 2.5)
+    K = C.intrinsics(45.0, 64)
+    uv_i, uv_j = random_correspondences(E, K, n=50)
+    lines = C.epipolar_lines(C.fundamental_matrix(K, E[0], K, E[1]), uv_i)  # (50, 3), unit normals
+    distance = (torch.cat([uv_j, torch.ones(50, 1)], -1) * lines).sum(-1).abs()
+    assert distance.max() < 0.05  # pixels

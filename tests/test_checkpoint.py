@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import compare
 from sv4d_kit.models import checkpoint
 
@@ -74,7 +75,9 @@ def test_missing_and_unexpected_keys_are_named(tiny_release, tmp_path):
     broken["model.diffusion_model.extra.weight"] = torch.zeros(2)
     bad = tmp_path / "sv4d2.safetensors"
     save_file(broken, str(bad))
-    with pytest.raises(ValueError, match=r"missing .*input_blocks\.1\.1.*unexpected .*extra\.weight") as err:
+    with pytest.raises(
+        KitInputError, match=r"missing .*input_blocks\.1\.1.*unexpected .*extra\.weight"
+    ) as err:
         checkpoint.load_checkpoint(bad, configs=configs)
     assert "\n" not in str(err.value)
 
@@ -85,14 +88,14 @@ def test_misshaped_key_is_named(tiny_release, tmp_path):
     broken["model.diffusion_model.time_embed.0.weight"] = torch.zeros(3, 3)
     bad = tmp_path / "sv4d2.safetensors"
     save_file(broken, str(bad))
-    with pytest.raises(ValueError, match=r"1 misshaped .*time_embed\.0\.weight"):
+    with pytest.raises(KitInputError, match=r"1 misshaped .*time_embed\.0\.weight"):
         checkpoint.load_checkpoint(bad, configs=configs)
 
 
 def test_other_model_is_refused(tmp_path):
     bad = tmp_path / "sv4d2.safetensors"
     save_file({"encoder.layer.0.weight": torch.zeros(4, 4)}, str(bad))
-    with pytest.raises(ValueError, match="does not match the SV4D 2.0 layout"):
+    with pytest.raises(KitInputError, match="does not match the SV4D 2.0 layout"):
         checkpoint.load_checkpoint(bad)
 
 
@@ -108,7 +111,7 @@ def test_other_model_is_refused(tmp_path):
 def test_not_safetensors_is_refused(tmp_path, name, content, message):
     bad = tmp_path / name
     bad.write_bytes(content)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(KitInputError, match=message):
         checkpoint.load_checkpoint(bad)
 
 
@@ -117,27 +120,27 @@ def test_truncated_file_is_refused(tiny_release, tmp_path):
     data = path.read_bytes()
     bad = tmp_path / "sv4d2.safetensors"
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="safetensors"):
+    with pytest.raises(KitInputError, match="safetensors"):
         checkpoint.load_checkpoint(bad, configs=configs)
 
 
 def test_variant_must_match_the_file(tiny_release):
     path, configs, _ = tiny_release
-    with pytest.raises(ValueError, match="does not match the file"):
+    with pytest.raises(KitInputError, match="does not match the file"):
         checkpoint.load_checkpoint(path, variant="sv4d2_8views")
 
 
 def test_hub_id_offline_says_what_to_download(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(
-        ValueError, match=r"huggingface-cli download stabilityai/sv4d2\.0 sv4d2_8views\.safetensors"
+        KitInputError, match=r"huggingface-cli download stabilityai/sv4d2\.0 sv4d2_8views\.safetensors"
     ):
         checkpoint.load_checkpoint("stabilityai/sv4d2.0", variant="sv4d2_8views", download=True)
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    with pytest.raises(ValueError, match="only when asked"):
+    with pytest.raises(KitInputError, match="only when asked"):
         checkpoint.load_checkpoint("stabilityai/sv4d2.0")
 
 
 def test_missing_file():
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(KitInputError, match="does not exist"):
         checkpoint.load_checkpoint("/no/such/sv4d2.safetensors")

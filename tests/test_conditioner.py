@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import discover, run_set
 from sv4d_kit.models.clip import CLIPImageEncoder, clip_preprocess
 from sv4d_kit.models.conditioner import SV4DConditioner, checkpoint_name_to_kit, convert_checkpoint_tensor
@@ -146,17 +147,17 @@ def test_noise_is_added_at_sigma_1e5_and_reproducible(tiny_meta):
 def test_bad_inputs_raise(tiny_meta):
     model = _tiny(tiny_meta)
     cond_motion, cond_view, polar, azimuth = _batch()
-    with pytest.raises(ValueError, match="polar_rad"):
+    with pytest.raises(KitInputError, match="polar_rad"):
         model(cond_motion, cond_view, polar[:5], azimuth)
-    with pytest.raises(ValueError, match="cond_view"):
+    with pytest.raises(KitInputError, match="cond_view"):
         model(cond_motion, cond_view[:, :, :32], polar, azimuth)
-    with pytest.raises(ValueError, match="noise"):
+    with pytest.raises(KitInputError, match="noise"):
         model.vae_encoder_inputs(cond_motion, cond_view, noise={"cond_frames": torch.zeros(2, 3, 64, 64)})
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         checkpoint_name_to_kit("model.diffusion_model.out.0.weight")
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         checkpoint_name_to_kit("conditioner.embedders.2.something")
-    with pytest.raises(ValueError, match="clip_config"):
+    with pytest.raises(KitInputError, match="clip_config"):
         SV4DConditioner.from_reference_configs(
             None, None, tiny_meta["conditioner_config"]
         )  # unknown tiny arch
@@ -186,7 +187,7 @@ def test_clip_preprocess_at_native_size_only_normalises():
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
     torch.testing.assert_close(clip_preprocess(x), ((x + 1) / 2 - mean) / std, rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         clip_preprocess(torch.zeros(3, 224, 224))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sv4d_kit import evaluation, synthetic
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.cli import main
 from sv4d_kit.models.checkpoint import build_tiny_models
 from sv4d_kit.pipeline import SV4DPipeline
@@ -80,7 +81,7 @@ def test_ablations_change_the_output_and_restore_the_switches(pipe):
 
 @pytest.mark.parametrize("bad", [{"num_scenes": 0}, {"frames": 0}, {"methods": ["magic"]}])
 def test_bad_arguments(pipe, bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         evaluation.evaluate(pipe, **{"num_scenes": 1, **bad})
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sv4d_kit import media
+from sv4d_kit.checks import KitInputError
 
 
 def _matrix(T=3, V=4, H=16, W=16, seed=0):
@@ -58,7 +59,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="--overwrite"):
+    with pytest.raises(KitInputError, match="--overwrite"):
         media.write_outputs(folder, _matrix(), {})
     assert (folder / "keep.txt").read_text() == "mine"
     media.write_outputs(folder, _matrix(), {}, overwrite=True)
@@ -68,7 +69,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
 def test_output_path_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "file.txt"
     path.write_text("x")
-    with pytest.raises(ValueError, match="is a file"):
+    with pytest.raises(KitInputError, match="is a file"):
         media.write_outputs(path, _matrix(), {})
 
 
@@ -79,7 +80,7 @@ def test_failure_leaves_nothing_behind(tmp_path):
 
 
 def test_bad_matrix_shape(tmp_path):
-    with pytest.raises(ValueError, match=r"\(T, V, 3, H, W\)"):
+    with pytest.raises(KitInputError, match=r"\(T, V, 3, H, W\)"):
         media.write_outputs(tmp_path / "out", torch.rand(3, 3, 16, 16), {})
 
 

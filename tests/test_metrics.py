@@ -9,6 +9,7 @@ import torch
 from sv4d_kit import cameras as C
 from sv4d_kit import metrics as M
 from sv4d_kit import synthetic as S
+from sv4d_kit.checks import KitInputError
 
 AZIMUTHS = [0.0, 30.0, 60.0, 180.0]  # views 0-1-2 overlap a lot, view 3 looks from behind
 
@@ -90,7 +91,7 @@ def test_psnr_rejects_bad_input():
         (x, x, torch.ones(1, 4, 4)),  # mask size
         (x, x, torch.ones(3, 8, 8)),  # mask has channels
     ]:
-        with pytest.raises(ValueError):
+        with pytest.raises(KitInputError):
             M.psnr(pred, target, mask=mask)
 
 
@@ -159,9 +160,9 @@ def test_ssim_falls_with_noise_and_is_symmetric():
 
 
 def test_ssim_rejects_small_or_mismatched_images():
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.ssim(torch.rand(3, 10, 32), torch.rand(3, 10, 32))
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.ssim(torch.rand(3, 16, 16), torch.rand(3, 16, 17))
 
 
@@ -202,7 +203,7 @@ def test_silhouette_threshold_separates_object_from_white():
     image[:, 0, 3] = 0.0
     assert M.silhouette(image)[0, 0].tolist() == [False, False, True, True]
     assert M.silhouette(image, threshold=0.01)[0, 0].tolist() == [False, True, True, True]
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.silhouette(image, threshold=1.5)
 
 
@@ -234,7 +235,7 @@ def test_silhouette_precision_recall_of_nested_discs():
     white = torch.ones(3, 128, 128)
     assert [x.item() for x in M.silhouette_precision_recall(white, big)] == [1.0, 0.0]
     assert [x.item() for x in M.silhouette_precision_recall(big, white)] == [0.0, 1.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.silhouette_precision_recall(torch.ones(2, 32, 32), big)
 
 
@@ -247,7 +248,7 @@ def test_silhouette_iou_edge_cases_and_batches():
     assert M.silhouette_iou(batch, torch.stack([disc, disc])).tolist() == [0.0, 1.0]
     soft = M.silhouette(disc).float() * 0.9  # float masks are thresholded at 0.5
     assert M.silhouette_iou(soft, disc).item() == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.silhouette_iou(torch.ones(2, 32, 32), disc)
 
 
@@ -281,7 +282,7 @@ def test_a_frozen_copy_of_a_moving_target_scores_its_motion(scene):
     motion = (target[1:] - target[:-1]).abs().mean().item()
     assert motion > 0.005
     assert M.temporal_flicker(frozen, target).item() == pytest.approx(motion, rel=1e-5)
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.temporal_flicker(target[:1], target[:1])  # one frame has no change
 
 
@@ -421,7 +422,7 @@ def test_reprojection_rejects_bad_input(scene):
         dict(mode="bicubic"),
         dict(depth_tol=0.0),
     ]:
-        with pytest.raises(ValueError):
+        with pytest.raises(KitInputError):
             M.reprojection_consistency(**{**good, **change})
 
 
@@ -449,7 +450,7 @@ def test_view_pairs():
     assert M.view_pairs(3) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
     assert M.view_pairs(4, "neighbours") == [(0, 1), (0, 3), (1, 0), (1, 2), (2, 1), (2, 3), (3, 0), (3, 2)]
     assert M.view_pairs(1) == [] and M.view_pairs(2, "neighbours") == [(0, 1), (1, 0)]
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         M.view_pairs(3, "random")
 
 
@@ -545,5 +546,5 @@ def test_evaluate_matrix_rejects_bad_shapes(scene):
         dict(views=[True]),
         dict(pairs="some"),
     ]:
-        with pytest.raises(ValueError):
+        with pytest.raises(KitInputError):
             M.evaluate_matrix(**{**good, **change})

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import discover, run_set
 from sv4d_kit.preprocess import (
     plain_background_matte,
@@ -155,12 +156,12 @@ def _make_bad(tmp_path, kind):
 )
 def test_bad_inputs_raise_one_line_valueerror(tmp_path, kind, words):
     path = _make_bad(tmp_path, kind)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(KitInputError) as err:
         read_frames(str(path))
     message = str(err.value)
     assert words in message and path.name in message
     assert "\n" not in message and len(message) < 400
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         preprocess(str(path), size=16)
 
 
@@ -170,7 +171,7 @@ def test_truncated_gif_raises(tmp_path):
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=50)
     cut = tmp_path / "cut.gif"
     cut.write_bytes(gif.read_bytes()[: gif.stat().st_size // 2])
-    with pytest.raises(ValueError, match="cut.gif"):
+    with pytest.raises(KitInputError, match="cut.gif"):
         read_frames(cut)
 
 
@@ -183,14 +184,14 @@ def test_bad_parameters_raise():
         ({"num_frames": 0}, "num_frames"),
         ({"frame_policy": "bounce"}, "frame_policy"),
     ]:
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises(KitInputError, match=name):
             preprocess(img, **kwargs)
 
 
 def test_frames_of_different_sizes_raise(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     Image.new("RGB", (40, 32)).save(tmp_path / "b.png")
-    with pytest.raises(ValueError, match="same size"):
+    with pytest.raises(KitInputError, match="same size"):
         read_frames(tmp_path)
 
 
@@ -202,7 +203,7 @@ def test_no_object_raises(tmp_path, kind):
         Image.new("RGBA", (40, 30), (255, 0, 0, 0)).save(tmp_path / "x.png")
     else:
         Image.new("L", (40, 30), 128).save(tmp_path / "x.png")
-    with pytest.raises(ValueError, match="no object found"):
+    with pytest.raises(KitInputError, match="no object found"):
         preprocess(tmp_path / "x.png", size=16)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import sv4d_kit.golden.sampling as golden_sampling
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import discover
 from sv4d_kit.sampling import (
     build_uncond_batch,
@@ -142,7 +143,7 @@ def test_edm_sigmas_shape_endpoints_and_order(n):
     "kwargs", [dict(n=0), dict(n=5, sigma_min=0.0), dict(n=5, sigma_min=800.0), dict(n=5, rho=0)]
 )
 def test_edm_sigmas_rejects_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         edm_sigmas(**kwargs)
 
 
@@ -210,11 +211,11 @@ def test_spatiotemporal_scale_is_time_ramp_plus_view_triangle():
     assert (grid[1:, 0] > grid[:-1, 0]).all()  # rises over time
     torch.testing.assert_close(grid, grid.flip(1))  # symmetric over views
     assert torch.equal(spatiotemporal_scale(48, 4, 2.0, 2.0), torch.full((1, 48), 2.0))
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         spatiotemporal_scale(10, 4, 1.0, 2.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         linear_scale(0, 1.0, 2.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         triangle_scale(4, 1.0, 2.0, period_fusing="min")
 
 
@@ -231,9 +232,9 @@ def test_guide_mixes_per_frame_uncond_first():
     # Two samples of 3 frames each: the scale repeats per sample.
     out2 = guide(both, torch.tensor([1.0, 2.0, 3.0]))
     torch.testing.assert_close(out2[4], x_u[4] + 2.0 * (x_c[4] - x_u[4]))
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         guide(both[:5], 1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         guide(both, torch.ones(4))
 
 
@@ -250,7 +251,7 @@ def test_build_uncond_batch_stacks_uncond_first(sampling_sets):
     for key in ("vector", "crossattn", "concat", "cond_view", "cond_motion"):
         half = len(batch[key]) // 2
         assert torch.equal(batch[key][:half], uncond[key]) and torch.equal(batch[key][half:], cond[key])
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         build_uncond_batch(x, sigma, cond, {k: v for k, v in uncond.items() if k != "cond_view"})
 
 
@@ -321,7 +322,7 @@ def test_churn_gamma_and_callback():
 
 
 def test_sampler_rejects_bad_sigmas():
-    with pytest.raises(ValueError):
+    with pytest.raises(KitInputError):
         sample_euler_edm(_toy_denoiser, torch.zeros(1, 1, 1, 1), torch.tensor([1.0]), disable=True)
 
 

@@ -7,6 +7,7 @@ import torch
 
 from sv4d_kit import cameras as C
 from sv4d_kit import synthetic as S
+from sv4d_kit.checks import KitInputError
 
 IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 COLORS = ((0.9, 0.2, 0.2), (0.2, 0.3, 0.9))
@@ -63,9 +64,9 @@ def test_seed_helpers():
     assert S.training_seeds(3, start=5) == [5, 6, 7]
     assert S.heldout_seeds(2) == [S.HELDOUT_SEED_START, S.HELDOUT_SEED_START + 1]
     assert max(S.training_seeds(10, start=S.HELDOUT_SEED_START - 10)) < S.HELDOUT_SEED_START
-    with pytest.raises(ValueError, match="start"):
+    with pytest.raises(KitInputError, match="start"):
         S.training_seeds(5, start=S.HELDOUT_SEED_START - 2)
-    with pytest.raises(ValueError, match="start"):
+    with pytest.raises(KitInputError, match="start"):
         S.heldout_seeds(5, start=10)
 
 
@@ -274,7 +275,7 @@ E1, K1 = C.orbit_extrinsics([0.0], [0.0], 2.5), C.intrinsics(45.0, 16)
     ],
 )
 def test_bad_input_raises_value_error_naming_the_parameter(call, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(KitInputError, match=name):
         call()
 
 

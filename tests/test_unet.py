@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import discover, run_set
 from sv4d_kit.golden.unet import build_unet
 from sv4d_kit.models.transformer import CrossAttention
@@ -125,13 +126,13 @@ def test_from_reference_config_validates():
     assert (
         unet.config.use_camera_emb and not unet.config.use_3d_attention
     )  # reference default for a missing key
-    with pytest.raises(ValueError, match="use_motion_attention"):
+    with pytest.raises(KitInputError, match="use_motion_attention"):
         SV4DUNet.from_reference_config(dict(params, use_motion_attention=False))
-    with pytest.raises(ValueError, match="time_mix_legacy"):
+    with pytest.raises(KitInputError, match="time_mix_legacy"):
         SV4DUNet.from_reference_config({k: v for k, v in params.items() if k != "time_mix_legacy"})
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(KitInputError, match="unknown"):
         SV4DUNet.from_reference_config(dict(params, some_new_flag=1))
-    with pytest.raises(ValueError, match="adm_in_channels"):
+    with pytest.raises(KitInputError, match="adm_in_channels"):
         SV4DUNet.from_reference_config(dict(params, adm_in_channels=100))
 
 
@@ -152,11 +153,11 @@ def test_save_load_roundtrip(tmp_path):
 def test_forward_rejects_bad_shapes():
     unet = SV4DUNet(**TINY).eval()
     inputs = random_inputs(model=unet)
-    with pytest.raises(ValueError, match="num_video_frames"):
+    with pytest.raises(KitInputError, match="num_video_frames"):
         unet(**dict(inputs, num_video_frames=3))
-    with pytest.raises(ValueError, match="frames"):
+    with pytest.raises(KitInputError, match="frames"):
         unet(**dict(inputs, x=inputs["x"][:3]))
-    with pytest.raises(ValueError, match="cond_view"):
+    with pytest.raises(KitInputError, match="cond_view"):
         unet(**dict(inputs, cond_view=inputs["cond_view"][0]))
 
 
@@ -209,7 +210,7 @@ def test_chunking_does_not_change_output(reference_dir, monkeypatch):
         split = unet(**inputs)
     torch.testing.assert_close(chunked, base, rtol=0, atol=1e-5)
     torch.testing.assert_close(split, base, rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="ff"):
+    with pytest.raises(KitInputError, match="ff"):
         unet.set_chunking(ff=0)
 
 

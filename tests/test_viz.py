@@ -5,6 +5,7 @@ import torch
 
 from sv4d_kit import cameras as C
 from sv4d_kit import viz
+from sv4d_kit.checks import KitInputError
 
 
 def cameras_on_orbit(n=4, size=16):
@@ -37,7 +38,7 @@ def test_camera_frustums_figure_has_one_trace_per_camera_plus_extras():
     )
     assert len(fig.data) == 5 + 2 and fig.data[0].name == "a" and len(fig.data[-1].x) == 100
     assert len(viz.camera_frustums_figure(E[:2], K, 16, 16, show_unit_sphere=False).data) == 2
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(KitInputError, match="labels"):
         viz.camera_frustums_figure(E, K, 16, 16, labels=["only one"])
 
 
@@ -58,9 +59,9 @@ def test_image_grid_lays_out_time_across_and_views_down():
 
 def test_image_grid_rejects_bad_shapes_and_labels():
     pytest.importorskip("matplotlib")
-    with pytest.raises(ValueError, match="images"):
+    with pytest.raises(KitInputError, match="images"):
         viz.image_grid(torch.rand(2, 3, 8, 8))
-    with pytest.raises(ValueError, match="col_labels"):
+    with pytest.raises(KitInputError, match="col_labels"):
         viz.image_grid(torch.rand(2, 1, 3, 8, 8), col_labels=["one"])
 
 

@@ -211,7 +211,9 @@ def sgm_vae_name_to_diffusers(name: str, num_levels: int | None = None) -> str:
         elif rest[2] in ("downsample", "upsample"):
             out = [blocks, str(index), rest[2] + "rs", "0", *rest[3:]]
         else:
-            raise KitInputError(f"no diffusers counterpart for {name!r} (per-level attention is not supported)")
+            raise KitInputError(
+                f"no diffusers counterpart for {name!r} (per-level attention is not supported)"
+            )
     else:
         raise KitInputError(f"no diffusers counterpart for {name!r}")
     return ".".join([head, *out])

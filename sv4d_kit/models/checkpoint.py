@@ -162,7 +162,9 @@ def resolve_checkpoint(
     path = Path(path_or_id)
     if path.exists():
         if path.is_dir():
-            raise KitInputError(f"{str(path)!r} is a folder; pass the .safetensors file (or load a kit folder)")
+            raise KitInputError(
+                f"{str(path)!r} is a folder; pass the .safetensors file (or load a kit folder)"
+            )
         return path
     text = str(path_or_id)
     looks_like_hub = text.count("/") == 1 and not text.endswith((".safetensors", ".ckpt", ".pt", ".pth"))

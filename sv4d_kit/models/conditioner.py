@@ -124,7 +124,9 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         if isinstance(conditioner_config, dict):
             emb_models = conditioner_config.get("params", conditioner_config).get("emb_models")
         if not isinstance(emb_models, list):
-            raise KitInputError("conditioner_config must be a GeneralConditioner config or its emb_models list")
+            raise KitInputError(
+                "conditioner_config must be a GeneralConditioner config or its emb_models list"
+            )
         by_key = {m.get("input_key"): m.get("params", {}) for m in emb_models}
         expected = [
             "cond_frames_without_noise",
@@ -144,7 +146,9 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
         for key in VAE_INPUTS:
             params = by_key[key]
             if float(params.get("scale_factor", 1.0)) != 1.0:
-                raise KitInputError(f"embedder {key!r} must have scale_factor 1.0, got {params['scale_factor']}")
+                raise KitInputError(
+                    f"embedder {key!r} must have scale_factor 1.0, got {params['scale_factor']}"
+                )
             sampler = (params.get("sigma_sampler_config") or {}).get("target", "")
             if not sampler.endswith("ZeroSampler"):
                 raise KitInputError(f"embedder {key!r} must use ZeroSampler noise, got {sampler!r}")
@@ -237,7 +241,9 @@ class SV4DConditioner(ModelMixin, ConfigMixin):
                 gen_device = generator.device if generator is not None else x.device
                 eps = torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
             elif eps.shape != x.shape:
-                raise KitInputError(f"noise[{key!r}] must have shape {tuple(x.shape)}, got {tuple(eps.shape)}")
+                raise KitInputError(
+                    f"noise[{key!r}] must have shape {tuple(x.shape)}, got {tuple(eps.shape)}"
+                )
             out[key] = x + self.config.encoder_noise_sigma * eps
         return out
 

@@ -20,12 +20,14 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from sv4d_kit.checks import KitInputError, integer, positive
 
-def check_latent_channels(latent_channels, block_channels: int) -> None:
-    """Raise ValueError unless `latent_channels` is None or an integer in [1, block_channels] (C·f²)."""
-    k = latent_channels
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= block_channels):
-        raise ValueError(f"latent_channels must be None or an integer in [1, {block_channels}], got {k!r}")
+
+def check_latent_channels(latent_channels, block_channels: int) -> int | None:
+    """`latent_channels` if it is None or an integer in [1, block_channels] (C·f²); else `KitInputError`."""
+    if latent_channels is None:
+        return None
+    return integer("latent_channels", latent_channels, minimum=1, maximum=block_channels)
 
 
 class SpaceToDepthEncoder(nn.Module):
@@ -58,7 +60,7 @@ class SpaceToDepthEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.downsample_factor
         if x.ndim != 4 or x.shape[-1] % f or x.shape[-2] % f:
-            raise ValueError(f"x must be (B, C, H, W) with H and W divisible by {f}, got {tuple(x.shape)}")
+            raise KitInputError(f"x must be (B, C, H, W) with H and W divisible by {f}, got {tuple(x.shape)}")
         z = self.project(F.pixel_unshuffle(x, f))  # (B, C, H, W) -> (B, C*f*f, H/f, W/f) -> (B, k, H/f, W/f)
         return torch.cat([z, torch.zeros_like(z)], dim=1)  # (mean, "logvar") -> (B, 2k, H/f, W/f)
 
@@ -82,16 +84,9 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
         latent_channels: int | None = None,
     ):
         super().__init__()
-        if (
-            isinstance(downsample_factor, bool)
-            or not isinstance(downsample_factor, int)
-            or downsample_factor < 1
-        ):
-            raise ValueError(f"downsample_factor must be an integer >= 1, got {downsample_factor!r}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels!r}")
-        if not scaling_factor > 0:
-            raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}")
+        integer("downsample_factor", downsample_factor, minimum=1)
+        integer("in_channels", in_channels, minimum=1)
+        positive("scaling_factor", scaling_factor)
         check_latent_channels(latent_channels, in_channels * downsample_factor**2)
         self.encoder = SpaceToDepthEncoder(downsample_factor, in_channels, latent_channels)
         self.quant_conv = None
@@ -109,7 +104,9 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
         """Fit `center` and `basis` to images (N, C, H, W) in [-1, 1] by PCA of their f×f blocks; returns the
         variances of all C·f² principal directions (descending), so the kept share can be read off."""
         if self.encoder.basis is None:
-            raise ValueError("fit_projection needs latent_channels (this latent space is the lossless one)")
+            raise KitInputError(
+                "fit_projection needs latent_channels (this latent space is the lossless one)"
+            )
         f, k = self.config.downsample_factor, self.config.latent_channels
         blocks = F.pixel_unshuffle(images.float(), f).permute(0, 2, 3, 1)  # (N, h, w, C·f²)
         blocks = blocks.reshape(-1, blocks.shape[-1]).double()
@@ -131,7 +128,7 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
         """Unscaled latents (B, k, h, w) -> images (B, C, h*f, w*f) (`DecoderOutput.sample`)."""
         f, k = self.config.downsample_factor, self.num_latent_channels
         if z.ndim != 4 or z.shape[1] != k:
-            raise ValueError(f"z must be (B, {k}, h, w), got {tuple(z.shape)}")
+            raise KitInputError(f"z must be (B, {k}, h, w), got {tuple(z.shape)}")
         z = self.encoder.unproject(z)  # (B, k, h, w) -> (B, C*f*f, h, w)
         x = F.pixel_shuffle(z, f)  # (B, C*f*f, h, w) -> (B, C, h*f, w*f)
         return DecoderOutput(sample=x) if return_dict else (x,)

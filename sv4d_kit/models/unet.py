@@ -249,7 +249,7 @@ class SV4DUNet(ModelMixin, ConfigMixin):
     def from_reference_config(cls, params: dict) -> SV4DUNet:
         """Build from the reference `network_config["params"]` of `SpatialUNetModelWithTime` (yaml or golden).
 
-        Inert reference keys are ignored; keys with values the kit does not implement raise ValueError.
+        Inert reference keys are ignored; keys with values the kit does not implement raise KitInputError.
         """
         unknown = (
             set(params)

@@ -1,0 +1,88 @@
+"""Tests of `training.TrainConfig`: its checks, its round trip through JSON, and the recipe files."""
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sv4d_kit import training
+from sv4d_kit.checks import KitInputError
+from sv4d_kit.models.bundled import TINY, model_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("steps", 0), ("steps", 2.0), ("steps", True), ("image_size", 20), ("P_std", 0.0), ("p_uncond", 1.5),
+     ("elevation_range_deg", (30, 10)), ("elevation_range_deg", (0, 100)), ("elevation_range_deg", (0,)),
+     ("novel_azimuths_deg", ()), ("novel_azimuths_deg", ("a",)), ("novel_azimuths_deg", 72.0),
+     ("channel_mult", (1, 0)), ("frames", 30), ("lr", -1.0), ("lr", float("inf")), ("P_mean", float("nan")),
+     ("seed", -1), ("loss", "l3"), ("weight_decay", -0.1), ("grad_clip", 0), ("latent_channels", 49),
+     ("latent_channels", 2.0), ("init_from", 3)],
+)  # fmt: skip
+def test_bad_config_raises(field, value):
+    with pytest.raises(KitInputError, match=rf"^{field}\b"):
+        training.TrainConfig(**{field: value})
+
+
+def test_unknown_keys_raise():
+    with pytest.raises(KitInputError, match="unknown training config keys"):
+        training.TrainConfig.from_dict({"stepz": 3})
+
+
+def test_config_normalises_its_values_and_survives_json():
+    config = training.TrainConfig(steps=np.int64(7), novel_azimuths_deg=[90, 180], channel_mult=[1, 2],
+                                  image_size=32, init_from="tiny")  # fmt: skip
+    assert type(config.steps) is int and config.novel_azimuths_deg == (90.0, 180.0)
+    assert config.channel_mult == (1, 2) and config.elevation_range_deg == (0.0, 20.0)
+    again = training.TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+def _recipe(name: str) -> dict:
+    return json.loads((ROOT / "recipes" / name).read_text())
+
+
+def _bundled_record() -> dict:
+    with model_folder(TINY) as folder:
+        return json.loads((folder / "training.json").read_text())
+
+
+def test_stage_1_recipe_is_what_the_bundled_model_started_from():
+    """recipes/tiny_base.json sets every field, and each field the record of stage 1 has is what it used."""
+    recipe = _recipe("tiny_base.json")
+    assert list(recipe) == [f.name for f in fields(training.TrainConfig)]
+    record = _bundled_record()["init_from_record"]["config"]
+    differ = {k: (recipe[k], v) for k, v in record.items() if recipe.get(k, "missing") != v}
+    assert not differ, differ
+    # the fields added after stage 1 ran hold the values that reproduce it
+    assert {k: recipe[k] for k in set(recipe) - set(record)} == dict(
+        latent_channels=None, projection_scenes=48, loss="l2", init_from=None
+    )
+    config = training.TrainConfig.from_dict(recipe)
+    assert config.to_dict() == {**training.TrainConfig().to_dict(), "sampling": record["sampling"]}
+    assert "--config recipes/tiny_base.json" in (ROOT / "Makefile").read_text()
+
+
+def test_stage_2_recipe_is_what_made_the_bundled_model():
+    """recipes/tiny_finetune.json on the defaults is the bundled run's config, but for where stage 1's export was
+    (init_from) and the sampling defaults, set on the exported folder after training."""
+    recipe = _recipe("tiny_finetune.json")
+    config = training.TrainConfig.from_dict(recipe).to_dict()
+    record = _bundled_record()
+    assert config.keys() == record["config"].keys()
+    differ = {k: (config[k], v) for k, v in record["config"].items() if config[k] != v}
+    assert differ.keys() == {"init_from", "sampling"}, differ
+    assert (
+        recipe["init_from"] == "runs/tiny-base/model"
+        and "--output runs/tiny-base " in (ROOT / "Makefile").read_text()
+    )
+    assert config["sampling"] == record["sampling_defaults_set_after_training"]
+
+
+def test_gpu_recipe_is_a_valid_config():
+    config = training.TrainConfig.from_dict(_recipe("tiny_gpu_finetune.json"))
+    assert config.init_from == TINY and config.P_mean > training.TrainConfig().P_mean

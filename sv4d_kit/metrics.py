@@ -12,14 +12,13 @@ batch dimensions `...`.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from sv4d_kit import cameras
+from sv4d_kit import cameras, checks
 from sv4d_kit.checks import KitInputError
 
 MAX_PSNR_DB = 100.0  # PSNR of identical images: the MSE is floored at 1e-10 (peak value 1)
@@ -277,10 +276,8 @@ def reprojection_consistency(
         )
     depth_i = _check_depth("depth_i", depth_i, images_i.shape)
     depth_j = _check_depth("depth_j", depth_j, images_i.shape)
-    if not float(depth_tol) > 0:
-        raise KitInputError(f"depth_tol must be > 0, got {depth_tol!r}")
-    if mode not in ("bilinear", "nearest"):
-        raise KitInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    depth_tol = checks.positive("depth_tol", depth_tol)
+    checks.one_of("mode", mode, ("bilinear", "nearest"))
     *batch, _, H, W = images_i.shape
     batch = torch.Size(batch)
     dtype = _work_dtype(images_i, images_j, depth_i, depth_j)
@@ -481,10 +478,8 @@ def evaluate_matrix(
     view_pairs(V, pairs)  # checks `pairs`
     if views is None:
         views = list(range(1, V)) if V > 1 else [0]
-    views = list(views)
-    integers = bool(views) and all(hasattr(v, "__index__") and not isinstance(v, bool) for v in views)
-    views = [operator.index(v) for v in views] if integers else views
-    if not integers or len(set(views)) != len(views) or not all(0 <= v < V for v in views):
+    views = [checks.integer("views", v, 0, V - 1) for v in views]
+    if not views or len(set(views)) != len(views):
         raise KitInputError(f"views must be distinct integers in [0, {V - 1}], got {views!r}")
 
     # 2. Per-image metrics, one view at a time (keeps memory at one view's video)

@@ -115,12 +115,18 @@ def cmd_scene(args) -> None:
 
 
 def _add_generate(sub) -> None:
-    from sv4d_kit.generation import DTYPES, generate
-
-    d = _defaults(generate)
     p = sub.add_parser("generate", help="generate novel-view videos and a 360° orbit from an image or a clip")
     p.add_argument("input", help="an image, GIF, MP4, a folder of frames or a glob pattern")
     p.add_argument("--output", required=True, help="output folder (must be empty unless --overwrite)")
+    _add_generate_options(p)
+    p.set_defaults(func=cmd_generate)
+
+
+def _add_generate_options(p) -> None:
+    """The options of `sv4d_kit.generate` as flags (shared by `generate` and `batch`), its defaults shown."""
+    from sv4d_kit.generation import DTYPES, generate
+
+    d = _defaults(generate)
     p.add_argument(
         "--model",
         default=d["model"],
@@ -194,7 +200,6 @@ def _add_generate(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args) -> None:
@@ -212,6 +217,43 @@ def _report(result) -> None:
         f"wrote {result.folder}: {images.shape[0]} frames x {images.shape[1]} views "
         f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.items())})"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------- batch
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="every image/GIF/MP4/frame folder of a folder through generate (torchrun-able)"
+    )
+    p.add_argument("input_dir", help="a folder of inputs: images, GIFs, videos, folders of frames")
+    p.add_argument("--output", required=True, help="output folder: one folder per input and manifest.jsonl")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads per process (default: its share of the cores)")  # fmt: skip
+    _add_generate_options(p)
+    p.set_defaults(func=cmd_batch)
+
+
+def cmd_batch(args) -> int:
+    from sv4d_kit.batch import run_batch
+
+    skip = ("func", "command", "input_dir", "output", "no_progress", "overwrite", "threads", "model", "seed")
+    options = {k: v for k, v in vars(args).items() if k not in skip}
+    result = run_batch(args.input_dir, args.output, model=args.model, seed=args.seed, threads=args.threads,
+                       overwrite=args.overwrite, progress=not args.no_progress, **options)  # fmt: skip
+    if not _is_main_process():
+        return 2 if result.failed else 0  # rank 0 speaks for the run
+    wall, processes = result.timings["wall_s"], result.timings["processes"]
+    summary = (f"{result.ok} ok, {result.failed} failed, {result.skipped} already complete in {wall:.1f} s "
+               f"on {processes} process(es); see {result.manifest}")  # fmt: skip
+    if result.failed:
+        failed = [r for r in result.records if r["status"] == "failed"]
+        first = f"{failed[0]['name']}: {failed[0]['reason']}"
+        if result.ok + result.skipped == 0:
+            raise KitInputError(f"every input failed ({first}); {summary}")
+        raise KitInputError(f"{result.failed} input(s) failed (first: {first}); {summary}")
+    print(f"batch: {summary}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------------- demo
@@ -416,7 +458,7 @@ def cmd_train(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sv4d-kit", description="Learn, run and take apart SV4D 2.0 (4D generation).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_scene, _add_generate, _add_demo, _add_evaluate, _add_train):
+    for add in (_add_scene, _add_generate, _add_batch, _add_demo, _add_evaluate, _add_train):
         add(sub)
     return parser
 
@@ -445,15 +487,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _quiet_libraries()
-        args.func(args)
+        code = args.func(args) or 0
     except INPUT_ERRORS as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
+        if _is_main_process():  # under torchrun every process runs this: one error line for the run
+            print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch run (or the only process)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":

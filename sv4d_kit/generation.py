@@ -52,6 +52,42 @@ PARAMETERS = ("output_dir", "variant", "download", "steps", "cfg", "min_cfg", "e
               "overwrite")  # fmt: skip
 
 
+def _azimuths(values) -> list[float]:
+    if len(values) == 0:
+        raise KitInputError("azimuths needs at least one number")
+    return [checks.number("azimuths", a) for a in values]
+
+
+# The checks of the options that do not depend on the model (None means "the model's default" where allowed).
+OPTION_CHECKS = {
+    "steps": lambda v: checks.integer("steps", v, minimum=1),
+    "cfg": lambda v: checks.number("cfg", v, minimum=0),
+    "min_cfg": lambda v: checks.number("min_cfg", v, minimum=0),
+    "elevation": lambda v: checks.number("elevation", v, -90, 90),
+    "azimuths": _azimuths,
+    "frames": lambda v: checks.integer("frames", v, minimum=1),
+    "seed": lambda v: checks.integer("seed", v),
+    "device": lambda v: checks.torch_device("device", v),
+    "dtype": lambda v: checks.one_of("dtype", v, DTYPES),
+    "encode_chunk": lambda v: checks.integer("encode_chunk", v, minimum=1),
+    "decode_chunk": lambda v: checks.integer("decode_chunk", v, minimum=1),
+    "size": lambda v: checks.integer("size", v, minimum=1),
+}
+OPTIONAL = ("steps", "cfg", "min_cfg", "azimuths", "frames", "size")
+
+
+def check_options(options: dict) -> dict:
+    """`generate`'s options, checked and normalised (ints as int, numbers as float); `KitInputError` otherwise.
+    Batch runs call it once before any work, so a bad option fails the command, not every input."""
+    unknown = sorted(set(options) - set(PARAMETERS) - {"model"})
+    if unknown:
+        raise KitInputError(f"unknown generate options {unknown}; known: {', '.join(PARAMETERS)}")
+    return {
+        k: v if (k not in OPTION_CHECKS or (v is None and k in OPTIONAL)) else OPTION_CHECKS[k](v)
+        for k, v in options.items()
+    }
+
+
 @dataclass
 class GenerateResult:
     """What `generate` made: the pipeline's output, the folder it wrote and the metadata written there."""
@@ -107,21 +143,12 @@ def generate(
     timings = {}
 
     # 1. Check the options and the output folder before any work
-    steps = None if steps is None else checks.integer("steps", steps, minimum=1)
-    cfg = None if cfg is None else checks.number("cfg", cfg, minimum=0)
-    min_cfg = None if min_cfg is None else checks.number("min_cfg", min_cfg, minimum=0)
-    elevation = checks.number("elevation", elevation, -90, 90)
-    if azimuths is not None:
-        if len(azimuths) == 0:
-            raise KitInputError("azimuths needs at least one number")
-        azimuths = [checks.number("azimuths", a) for a in azimuths]
-    frames = None if frames is None else checks.integer("frames", frames, minimum=1)
-    seed = checks.integer("seed", seed)
-    device = checks.torch_device("device", device)
-    torch_dtype = getattr(torch, checks.one_of("dtype", dtype, DTYPES))
-    encode_chunk = checks.integer("encode_chunk", encode_chunk, minimum=1)
-    decode_chunk = checks.integer("decode_chunk", decode_chunk, minimum=1)
-    size = None if size is None else checks.integer("size", size, minimum=1)
+    checked = check_options(options)
+    steps, cfg, min_cfg, elevation, azimuths, frames, seed, device, encode_chunk, decode_chunk, size = (
+        checked[k] for k in ("steps", "cfg", "min_cfg", "elevation", "azimuths", "frames", "seed", "device",
+                             "encode_chunk", "decode_chunk", "size")
+    )  # fmt: skip
+    torch_dtype = getattr(torch, checked["dtype"])
     prepare_output_dir(output_dir, overwrite)
 
     # 2. Read the input (fails fast on bad files)

@@ -159,7 +159,9 @@ class SV4DPipeline(DiffusionPipeline):
                     raise FileNotFoundError(
                         f"the bundled tiny model is missing from {path} (run `make tiny-model`)"
                     )
-                return cls._from_folder(path, torch_dtype or torch.float32, **kwargs)
+                pipe = cls._from_folder(path, torch_dtype or torch.float32, **kwargs)
+            pipe.register_to_config(_name_or_path=bundled.TINY)  # its name, not a temporary or site-packages path
+            return pipe
         path = Path(pretrained)
         if path.is_dir():
             if not (path / "model_index.json").exists():
@@ -175,7 +177,9 @@ class SV4DPipeline(DiffusionPipeline):
                 pretrained, variant, dtype=torch_dtype, download=download
             )
             variant = "sv4d2" if unet.config.use_3d_attention else "sv4d2_8views"
-            return cls(unet, cond, vae, variant=variant)
+            pipe = cls(unet, cond, vae, variant=variant)
+            pipe.register_to_config(_name_or_path=str(pretrained))
+            return pipe
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         if not download or offline:
             kwargs["local_files_only"] = True

@@ -371,7 +371,9 @@ def cmd_evaluate(args) -> None:
 
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="train the tiny SV4D on synthetic 4D scenes (the bundled weights' recipe)"
+        "train",
+        help="train the tiny SV4D on synthetic 4D scenes (the bundled weights' recipe; under torchrun or "
+        "accelerate launch the processes share each batch)",
     )
     p.add_argument(
         "--output", required=True, help="run folder: checkpoint/, config.json, model/ (the export)"
@@ -389,13 +391,16 @@ def _add_train(sub) -> None:
         help="fine-tune: start from an exported model folder's weights ('tiny' = the bundled model)",
     )
     p.add_argument(
-        "--device", type=_device, default="cpu", help="where the network trains: cpu (default), cuda, cuda:N"
+        "--device",
+        type=_device,
+        default="cpu",
+        help="where the network trains: cpu (default), cuda, cuda:N (torchrun: each process its own GPU)",
     )
     p.add_argument(
         "--workers",
         type=_nonnegative_int,
         default=0,
-        help="processes rendering scenes ahead of the steps (default 0: in the training process)",
+        help="processes rendering scenes ahead of the steps, per training process (default 0: in it)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUTPUT")
@@ -408,7 +413,10 @@ def cmd_train(args) -> None:
     import shutil
     from pathlib import Path
 
+    from accelerate.utils import broadcast_object_list
+
     from sv4d_kit import training
+    from sv4d_kit.training.distributed import process_state, scene_share
 
     values = {}
     if args.config:
@@ -426,15 +434,25 @@ def cmd_train(args) -> None:
         values["init_from"] = args.init_from
     config = training.TrainConfig.from_dict(values)
     device = args.device
+    state = process_state(device)  # one process, or this one's place under torchrun / accelerate launch
+    scene_share(config.batch_scenes, state)  # a batch the processes cannot share: fail before any work
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise KitInputError(f"--output {str(out)!r} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (args.resume or args.overwrite):
-        raise KitInputError(
-            f"{str(out)!r} is not empty; pass --resume to continue or --overwrite to start afresh"
-        )
-    if args.overwrite and not args.resume and out.is_dir():
-        shutil.rmtree(out)
+    error = None
+    if state.is_main_process:  # rank 0 checks and clears the folder; every process raises what it found
+        try:
+            if out.exists() and not out.is_dir():
+                raise KitInputError(f"--output {str(out)!r} is a file; give a folder")
+            if out.is_dir() and any(out.iterdir()) and not (args.resume or args.overwrite):
+                raise KitInputError(
+                    f"{str(out)!r} is not empty; pass --resume to continue or --overwrite to start afresh"
+                )
+            if args.overwrite and not args.resume and out.is_dir():
+                shutil.rmtree(out)
+        except INPUT_ERRORS as e:
+            error = e
+    error = broadcast_object_list([error])[0]  # also a barrier: no process writes before rank 0 is done here
+    if error is not None:
+        raise error
     tic = time.perf_counter()
     _, losses = training.train(
         config,
@@ -446,10 +464,11 @@ def cmd_train(args) -> None:
         workers=args.workers,
     )
     final = sum(losses[-50:]) / max(len(losses[-50:]), 1)
-    print(
-        f"trained {config.steps} steps in {time.perf_counter() - tic:.0f} s, final loss (mean of last 50) "
-        f"{final:.4f}; model in {args.export or out / 'model'}"
-    )
+    if state.is_main_process:
+        print(
+            f"trained {config.steps} steps in {time.perf_counter() - tic:.0f} s, final loss (mean of last 50) "
+            f"{final:.4f}; model in {args.export or out / 'model'}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------- main

@@ -160,7 +160,9 @@ class SV4DPipeline(DiffusionPipeline):
                         f"the bundled tiny model is missing from {path} (run `make tiny-model`)"
                     )
                 pipe = cls._from_folder(path, torch_dtype or torch.float32, **kwargs)
-            pipe.register_to_config(_name_or_path=bundled.TINY)  # its name, not a temporary or site-packages path
+            pipe.register_to_config(
+                _name_or_path=bundled.TINY
+            )  # its name, not a temporary or site-packages path
             return pipe
         path = Path(pretrained)
         if path.is_dir():

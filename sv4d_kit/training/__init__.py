@@ -14,6 +14,10 @@ Stage 2 starts from stage 1's export and trains 1000 steps at log sigma ~ N(3.3,
 visits, at lr 1e-4 with the L1 loss; its sampling defaults (6 steps, sigma 80 -> 55, no guidance) were chosen on
 validation scenes. Add --resume to continue an interrupted stage. On a GPU, `--device cuda --workers N` trains
 there while N processes render the scenes (`make tiny-model-gpu`: a stage 3 from the bundled model).
+
+Data-parallel (`distributed`): `torchrun --nproc_per_node N -m sv4d_kit train ...` (or `accelerate launch
+--num_processes N -m sv4d_kit train ...`) shares each batch among N processes, one GPU each with `--device cuda`
+(gloo on the CPU); the run is the one-process run up to float rounding, and resumes with any number of processes.
 """
 
 from sv4d_kit.training.checkpoint import init_from_model

@@ -19,7 +19,8 @@ from sv4d_kit.training.config import TrainConfig
 
 @dataclass
 class Batch:
-    """One training batch of B scenes (pixels in [-1, 1]).
+    """One training batch of B scenes (pixels in [-1, 1]): scenes `scenes` of its step's `total` (all of them,
+    unless the batch is one process's share of the step's).
 
     images: (B, T, V+1, 3, H, W), view 0 = input view; polar, azimuth: (B, T*V) relative radians (t v);
     static: (B,) bool.
@@ -29,26 +30,44 @@ class Batch:
     polar: torch.Tensor
     azimuth: torch.Tensor
     static: torch.Tensor
+    scenes: range | None = None  # None: range(B)
+    total: int | None = None  # None: B
+
+    def __post_init__(self):
+        self.scenes = range(len(self.images)) if self.scenes is None else self.scenes
+        self.total = len(self.images) if self.total is None else self.total
+
+    def to(self, device) -> Batch:
+        """The batch with its images and angles on `device` (where the network runs)."""
+        return replace(self, images=self.images.to(device), polar=self.polar.to(device),
+                       azimuth=self.azimuth.to(device))  # fmt: skip
 
 
-def make_batch(config: TrainConfig, step: int, batch_scenes: int | None = None) -> Batch:
+def make_batch(
+    config: TrainConfig, step: int, batch_scenes: int | None = None, scenes: range | None = None
+) -> Batch:
     """Render the batch of training step `step`: a pure function of (config.seed, step).
 
     Each scene: a random training seed, input azimuth uniform in [0, 360), one elevation for all views, T
     consecutive clip frames; static (the t = 0 object at rest) for the first `static_fraction` of the steps and
-    for a `static_mix` share of the scenes after that.
+    for a `static_mix` share of the scenes after that. `scenes` (a range of the batch's scenes; default all)
+    renders only those, one process's share: every scene's parameters are still drawn, in order, so each scene is
+    the one of the whole batch.
     """
     rng = np.random.default_rng([config.seed, step, 1])
     B = batch_scenes or config.batch_scenes
+    scenes = range(B) if scenes is None else scenes
     T, S = config.frames, config.image_size
     images, polars, azimuths, static = [], [], [], []
-    for _ in range(B):
+    for b in range(B):
         seed = int(rng.integers(0, config.num_train_scenes))
         is_static = step < config.static_fraction * config.steps or rng.uniform() < config.static_mix
-        scene = synthetic.make_scene(seed, dynamic=not is_static)
         a0 = float(rng.uniform(0, 360))
         elev = float(rng.uniform(*config.elevation_range_deg))
         t0 = int(rng.integers(0, config.clip_frames - T + 1))
+        if b not in scenes:  # another process's scene: its parameters are drawn, it is not rendered
+            continue
+        scene = synthetic.make_scene(seed, dynamic=not is_static)
         times = torch.arange(t0, t0 + T, dtype=torch.float32) / max(config.clip_frames - 1, 1)
         azims = [a0] + [(a0 + a) % 360 for a in config.novel_azimuths_deg]
         E = cameras.orbit_extrinsics(
@@ -61,7 +80,9 @@ def make_batch(config: TrainConfig, step: int, batch_scenes: int | None = None) 
         polars.append(polar.float())
         azimuths.append(azimuth.float())
         static.append(is_static)
-    return Batch(torch.stack(images), torch.stack(polars), torch.stack(azimuths), torch.tensor(static))
+    return Batch(
+        torch.stack(images), torch.stack(polars), torch.stack(azimuths), torch.tensor(static), scenes, B
+    )
 
 
 def projection_images(config: TrainConfig) -> torch.Tensor:
@@ -76,29 +97,30 @@ def projection_images(config: TrainConfig) -> torch.Tensor:
 class _Batches(torch.utils.data.Dataset):
     """The batches of steps `start`, `start + 1`, ... for a DataLoader's worker processes (rendering is CPU work)."""
 
-    def __init__(self, config: TrainConfig, start: int, end: int):
-        self.config, self.start, self.end = config, start, end
+    def __init__(self, config: TrainConfig, start: int, end: int, scenes: range | None = None):
+        self.config, self.start, self.end, self.scenes = config, start, end, scenes
 
     def __len__(self) -> int:
         return self.end - self.start
 
     def __getitem__(self, i: int) -> Batch:
-        return make_batch(self.config, self.start + i)
+        return make_batch(self.config, self.start + i, scenes=self.scenes)
 
 
 def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def batches(config: TrainConfig, start: int, end: int, workers: int = 0):
-    """Yield `make_batch(config, step)` for step in [start, end), rendered ahead by `workers` processes (0: in
-    this process). The batches are the same either way: each is a pure function of (config.seed, step)."""
+def batches(config: TrainConfig, start: int, end: int, workers: int = 0, scenes: range | None = None):
+    """Yield `make_batch(config, step, scenes=scenes)` for step in [start, end), rendered ahead by `workers`
+    processes (0: in this process). The batches are the same either way: each is a pure function of
+    (config.seed, step)."""
     if workers <= 0:
-        yield from (make_batch(config, step) for step in range(start, end))
+        yield from (make_batch(config, step, scenes=scenes) for step in range(start, end))
         return
     # batch_size=None: each item is one step's Batch, passed through as it is
     loader = torch.utils.data.DataLoader(
-        _Batches(config, start, end),
+        _Batches(config, start, end, scenes),
         batch_size=None,
         num_workers=workers,
         worker_init_fn=_one_thread,

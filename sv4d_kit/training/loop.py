@@ -2,8 +2,9 @@
 
 Everything is deterministic in `config.seed`: the batches (`data`), the noise (CPU generators seeded by the
 step) and so the losses, whether the run is interrupted and resumed or not, and whichever device runs the network
-(up to its arithmetic). `RUN_DIR/summary.json` and the exported folder's `training.json` record the steps, the
-wall time, the device and the final loss (and, when fine-tuning, the record of the weights it started from).
+(up to its arithmetic), or how many processes share each batch (`distributed`: torchrun or `accelerate launch`).
+`RUN_DIR/summary.json` and the exported folder's `training.json` record the steps, the wall time, the device, the
+number of processes and the final loss (and, when fine-tuning, the record of the weights it started from).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from sv4d_kit.training.checkpoint import (
     training_record,
 )
 from sv4d_kit.training.config import TrainConfig
-from sv4d_kit.training.data import Batch, batches
+from sv4d_kit.training.data import batches
+from sv4d_kit.training.distributed import average_gradients, mean_over_processes, process_state, scene_share
 from sv4d_kit.training.export import export
 from sv4d_kit.training.model import build_tiny_sv4d
 from sv4d_kit.training.objective import diffusion_loss, lr_at
@@ -39,11 +41,22 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
     the same as an uninterrupted run). `stop_at` ends this session early at that step (with a checkpoint, no
     export), e.g. to time-box a session. `device` runs the network there ("cuda"; scenes are rendered on the CPU,
     by `workers` processes ahead of the steps when > 0); noise comes from CPU generators, so the batches and the
-    noise do not depend on the device (the arithmetic does, slightly). Returns (pipeline, list of per-step losses)."""
+    noise do not depend on the device (the arithmetic does, slightly). Returns (pipeline, list of per-step losses).
+
+    Launched as N processes (torchrun, `accelerate launch`), each trains on its share of every batch
+    (`batch_scenes` must be a multiple of N) with `threads // N` CPU threads, and with "cuda" on its own GPU; the
+    losses are the whole batch's, the run the one-process run (up to float rounding), and only the first process
+    writes files (the others wait for it). A checkpoint resumes with any number of processes."""
     from tqdm.auto import tqdm
 
-    torch.set_num_threads(config.threads)
+    state = process_state(device)
+    scenes = scene_share(config.batch_scenes, state)  # this process's scenes of every batch
+    main = state.is_main_process
+    threads = max(1, config.threads // state.num_processes)  # config.threads is the whole run's
+    torch.set_num_threads(threads)
     device = torch.device(device)
+    if device.type == "cuda" and state.num_processes > 1:
+        device = state.device  # each process its own GPU
     out = Path(output_dir)
     pipe = build_tiny_sv4d(config).to(device)  # weights loaded below are copied into its parameters in place
     params = [p for m in trainable_modules(pipe).values() for p in m.parameters()]
@@ -60,54 +73,65 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
         step, losses, wall_before = load_checkpoint(pipe, optimizer, ckpt)
     elif config.init_from is not None:
         init_from_model(pipe, config.init_from)
-    out.mkdir(parents=True, exist_ok=True)  # after the checks above, so bad input leaves no folder behind
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if main:
+        out.mkdir(parents=True, exist_ok=True)  # after the checks above, so bad input leaves no folder behind
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    state.wait_for_everyone()
     for m in trainable_modules(pipe).values():
         m.train()
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps, initial=step, disable=not (progress and main), desc="train", dynamic_ncols=True
+    )
     tic = time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
-    for batch in batches(config, step, end, workers):
-        batch = Batch(*(t.to(device) for t in (batch.images, batch.polar, batch.azimuth)), batch.static)
+    for batch in batches(config, step, end, workers, scenes):
+        batch = batch.to(device)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(config, step)
         loss = diffusion_loss(pipe, batch, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(params, state)  # so clipping sees the whole batch's gradient, as in one process
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(mean_over_processes(loss))  # the whole batch's loss (equal shares)
         step += 1
         recent = float(np.mean(losses[-50:]))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", avg50=f"{recent:.4f}")
         bar.update()
-        if not progress and step % log_every == 0:
+        if main and not progress and step % log_every == 0:
             print(f"step {step}/{config.steps} loss {losses[-1]:.4f} avg50 {recent:.4f} "
                   f"lr {lr_at(config, step - 1):.2e} {time.perf_counter() - tic:.0f}s", flush=True)  # fmt: skip
         if step % config.checkpoint_every == 0 or step == end:
-            save_checkpoint(
-                pipe, optimizer, step, losses, wall_before + time.perf_counter() - tic, config, out
-            )
+            if main:  # the model and optimizer are the same in every process
+                save_checkpoint(
+                    pipe, optimizer, step, losses, wall_before + time.perf_counter() - tic, config, out
+                )
+            state.wait_for_everyone()
     bar.close()
     pipe.to("cpu")
     if step < config.steps:
         return pipe, losses
     pipe.unet.eval()
     pipe.conditioner.eval()
-    folder = export(pipe, export_dir or out / "model")
-    summary = {
-        "command": "sv4d-kit train --output DIR (with this config)",
-        "steps": step,
-        "final_loss_avg50": float(np.mean(losses[-50:])) if losses else None,
-        "wall_s": wall_before + time.perf_counter() - tic,  # all sessions of the run together
-        "torch_threads": config.threads,
-        "device": f"{device}: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else str(device),
-        "data_workers": workers,
-        "config": config.to_dict(),
-    }
-    if config.init_from is not None:  # the record of the weights this run started from, if they have one
-        summary["init_from_record"] = training_record(config.init_from)
-    for path in (out / "summary.json", folder / "training.json"):
-        path.write_text(json.dumps(summary, indent=2) + "\n")
+    if main:
+        folder = export(pipe, export_dir or out / "model")
+        gpu = f": {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+        summary = {
+            "command": "sv4d-kit train --output DIR (with this config)",
+            "steps": step,
+            "final_loss_avg50": float(np.mean(losses[-50:])) if losses else None,
+            "wall_s": wall_before + time.perf_counter() - tic,  # all sessions of the run together
+            "processes": state.num_processes,  # each trained on batch_scenes / processes scenes of every batch
+            "torch_threads": threads,  # per process
+            "device": f"{device}{gpu}",
+            "data_workers": workers,  # per process
+            "config": config.to_dict(),
+        }
+        if config.init_from is not None:  # the record of the weights this run started from, if they have one
+            summary["init_from_record"] = training_record(config.init_from)
+        for path in (out / "summary.json", folder / "training.json"):
+            path.write_text(json.dumps(summary, indent=2) + "\n")
+    state.wait_for_everyone()
     return pipe, losses

@@ -10,6 +10,9 @@ so classifier-free guidance works) and random masking of the view conditioning (
 With `loss="l1"` the error is absolute instead of squared: the network's x0 estimate becomes the per-pixel
 conditional median, whose silhouettes have sharp edges where the mean's are a tinted halo (stage 2 of the bundled
 model's recipe).
+
+A batch that is one process's share of the step's (`Batch.scenes` of `Batch.total`) draws the generator exactly as
+the whole batch does, so each scene gets the same dropout, masking, encoder noise, noise level and noise.
 """
 
 from __future__ import annotations
@@ -25,17 +28,25 @@ from sv4d_kit.training.data import Batch
 
 
 def diffusion_loss(pipe, batch: Batch, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """The v-objective loss of one batch, with condition dropout and view masking (see the module docstring)."""
+    """The v-objective loss of one batch (the mean over its scenes), with condition dropout and view masking (see
+    the module docstring)."""
     unet, conditioner, vae = pipe.unet, pipe.conditioner, pipe.vae
-    B, T, V1 = batch.images.shape[:3]
-    V = V1 - 1
-    cs, uncond, mask = [], torch.rand(B, generator=generator), torch.rand(B, generator=generator)
-    for b in range(B):
-        c = conditioner(batch.images[b, :, 0], batch.images[b, 0, 1:], batch.polar[b], batch.azimuth[b],
+    T, V = batch.images.shape[1], batch.images.shape[2] - 1
+    own = slice(batch.scenes.start, batch.scenes.stop)  # this batch's B scenes among the step's `total`
+    uncond = torch.rand(batch.total, generator=generator)[own]  # (total,) -> (B,)
+    mask = torch.rand(batch.total, generator=generator)[own]
+    cs = []
+    for b in range(batch.total):
+        if b not in batch.scenes:
+            # another process's scene: draw the encoder noise its conditioner call would, nothing more
+            conditioner.vae_encoder_inputs(batch.images[0, :, 0], batch.images[0, 0, 1:], generator=generator)
+            continue
+        i = b - batch.scenes.start
+        c = conditioner(batch.images[i, :, 0], batch.images[i, 0, 1:], batch.polar[i], batch.azimuth[i],
                         generator=generator)  # fmt: skip
-        if mask[b] < config.p_mask_view:  # as the first chunk at inference: no view conditioning
+        if mask[i] < config.p_mask_view:  # as the first chunk at inference: no view conditioning
             c["cond_view"] = c["cond_view"] * 0
-        if uncond[b] < config.p_uncond:
+        if uncond[i] < config.p_uncond:
             c = conditioner.unconditional(c)
         cs.append(c)
     crossattn = torch.cat([c["crossattn"] for c in cs])  # B x (1, T, D) -> (B, T, D)
@@ -46,9 +57,11 @@ def diffusion_loss(pipe, batch: Batch, config: TrainConfig, generator: torch.Gen
     targets = batch.images[:, :, 1:].flatten(0, 2)  # (B, T, V, 3, H, W) -> (B*T*V, 3, H, W)
     x0 = vae.encode_latents(targets)  # (B*T*V, C, h, w), ~unit std
     # noise is drawn on the CPU generator and moved, so a CUDA run sees the same noise as a CPU run
-    log_sigma = config.P_mean + config.P_std * torch.randn(B, generator=generator)
+    log_sigma = config.P_mean + config.P_std * torch.randn(batch.total, generator=generator)[own]
     sigma = log_sigma.exp().repeat_interleave(T * V).to(x0.device)  # one level per scene: (B,) -> (B*T*V,)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    # the whole batch's noise (total*T*V, C, h, w), of which our scenes' (B*T*V, C, h, w)
+    rows = slice(own.start * T * V, own.stop * T * V)
+    noise = torch.randn((batch.total * T * V, *x0.shape[1:]), generator=generator)[rows].to(x0.device)
     s = sigma.view(-1, 1, 1, 1)
     x = x0 + s * noise
     c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(s)

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.sv4d-kit-ready
 
-.PHONY: demo test lint format golden bench tiny-model tiny-model-gpu clean
+.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu clean
 
 $(READY): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,15 @@ demo: $(READY)
 test: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf notebooks/_executed
 	$(BIN)/python -m pytest
+	# the notebooks' second pass: nbval re-runs the copies papermill executed and compares the checked cells
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider \
+		notebooks/_executed
+
+# After editing a notebook source (notebooks/NN_name.py): write its .ipynb pair (no outputs).
+notebooks: $(READY)
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 golden: $(READY)
 	$(BIN)/python -m sv4d_kit.golden ../shared/reference
@@ -46,4 +54,4 @@ format: $(READY)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache notebooks/_executed notebooks/_screenshots

@@ -47,7 +47,11 @@ def pick_device(device: str | None = None) -> str:
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        why = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU found; the tiny model runs fine here"
+        why = (
+            torch.cuda.get_device_name(0)
+            if device == "cuda"
+            else "no GPU found; the tiny model runs fine here"
+        )
     else:
         why = "asked for"
     print(f"device: {device} ({why})")

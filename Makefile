@@ -52,6 +52,7 @@ tiny-model-gpu: $(READY)
 format: $(READY)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache notebooks/_executed notebooks/_screenshots

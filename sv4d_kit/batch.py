@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sv4d_kit import checks
-from sv4d_kit.checks import KitInputError
+from sv4d_kit.checks import INPUT_ERRORS, KitInputError
 
 MANIFEST = "manifest.jsonl"
 RANK_MANIFEST = ".manifest.rank{rank}.jsonl"
-# What makes one input fail without stopping the others: the user's data (unreadable, no object, ...).
-INPUT_ERRORS = (KitInputError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 @dataclass
@@ -159,7 +157,7 @@ def _generate_one(generate, pipe, name, path, out, seed, device, overwrite, opts
         result = generate(path, out / name, model=pipe, seed=record["seed"], device=device, overwrite=overwrite,
                           progress=False, command="batch", **opts)  # fmt: skip
     except INPUT_ERRORS as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = checks.one_line(e)
         return {
             **record,
             "status": "failed",

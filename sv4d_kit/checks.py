@@ -24,6 +24,17 @@ class KitInputError(ValueError):
     """Bad user input: a value, file or option the kit cannot work with. The message is one line."""
 
 
+# What the command (exit 2), a batch (that input `failed`) and a notebook widget show as one line: the user's input
+# or files. Anything else is a bug in the kit and keeps its traceback.
+INPUT_ERRORS = (KitInputError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message as the one line the user sees (its first line, or its type's name if it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _bounds(minimum, maximum, open_min: bool = False, open_max: bool = False) -> str:
     if minimum is not None and maximum is not None:
         return f"in {'(' if open_min else '['}{minimum}, {maximum}{')' if open_max else ']'}"

@@ -14,10 +14,7 @@ import sys
 import time
 
 from sv4d_kit import checks
-from sv4d_kit.checks import KitInputError
-
-# Errors that are the user's to fix: one line, exit 2. File errors come from paths the user gave.
-INPUT_ERRORS = (KitInputError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+from sv4d_kit.checks import INPUT_ERRORS, KitInputError
 
 
 class UsageError(KitInputError):
@@ -508,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_libraries()
         code = args.func(args) or 0
     except INPUT_ERRORS as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = checks.one_line(e)
         if _is_main_process():  # under torchrun every process runs this: one error line for the run
             print(f"error: {message}", file=sys.stderr)
         return 2

@@ -186,7 +186,7 @@ def generate(
             frame_policy=policy,
         )  # fmt: skip
     except RuntimeError as e:  # rembg missing or its model not on disk: the user's setup, one line
-        raise KitInputError(str(e).strip().splitlines()[0]) from None
+        raise KitInputError(checks.one_line(e)) from None
     timings["preprocess"] = time.perf_counter() - tic  # images: (T, 3, H, W) in [0, 1]
 
     # 5. Generate: (T, 3, H, W) -> (T, V+1, 3, H, W)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 
-from sv4d_kit.checks import KitInputError
-
-# What a notebook (or a widget) shows as one line instead of a traceback: the user's input, not a bug.
-INPUT_ERRORS = (KitInputError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+from sv4d_kit import checks
+from sv4d_kit.checks import INPUT_ERRORS
 
 
 def in_colab() -> bool:
@@ -87,7 +85,7 @@ def try_input(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs), None
     except INPUT_ERRORS as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = checks.one_line(e)
         return None, f"error: {message}"
 
 

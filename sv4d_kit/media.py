@@ -16,7 +16,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from sv4d_kit.checks import KitInputError
+from sv4d_kit.checks import KitInputError, positive
 
 MIN_VIDEO_SIDE = 256  # small images are enlarged (nearest neighbour, integer factor) in videos and the grid
 
@@ -95,6 +95,18 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
         with writer:
             for f in frames:
                 writer.append_data(f)
+
+
+def write_video(path: str | Path, frames_uint8: np.ndarray, fps: float) -> Path:
+    """Write uint8 (N, H, W, 3) frames as a GIF or an MP4 (H.264, yuv420p), chosen by the suffix of `path`."""
+    path = Path(path)
+    if path.suffix not in (".gif", ".mp4"):
+        raise KitInputError(f"video path must end in .gif or .mp4, got {str(path)!r}")
+    frames = np.asarray(frames_uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise KitInputError(f"video frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+    _write_video(path, frames, positive("fps", fps))
+    return path
 
 
 def prepare_output_dir(folder: str | Path, overwrite: bool = False) -> Path:

@@ -32,3 +32,14 @@ def test_python_examples_run(index, tmp_path, capsys):
         exec(compile(python_blocks(README)[index], f"README.md python block {index}", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def test_the_notebook_table_is_true():
+    """One row per notebook, in order, each with a picture that exists."""
+    table = README[README.index("| notebook | what it opens up |") :].split("\n\n")[0]
+    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    names = [re.search(r"`(\d\d_\w+)`", row).group(1) for row in rows]
+    assert names == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    for row in rows:
+        picture = re.search(r"!\[\]\(([^)]+)\)", row).group(1)
+        assert (ROOT / picture).is_file(), picture

@@ -12,8 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from sv4d_kit.checks import KitInputError
 from sv4d_kit.training.checkpoint import load_weights
 from sv4d_kit.training.config import TrainConfig
@@ -26,8 +24,10 @@ def export(pipe, folder: str | os.PathLike, fp16: bool = True) -> Path:
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
-    if fp16:
-        pipe = copy.deepcopy(pipe).to(dtype=torch.float16)
+    if fp16:  # nn.Module.half on each model: the same cast as .to(float16), without diffusers' cast warning
+        pipe = copy.deepcopy(pipe)
+        for module in (pipe.unet, pipe.conditioner, pipe.vae):
+            module.half()
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 

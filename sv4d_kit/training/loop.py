@@ -35,7 +35,7 @@ from sv4d_kit.training.objective import diffusion_loss, lr_at
 
 def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = True, export_dir=None,
           progress: bool = True, log_every: int = 10, stop_at: int | None = None, device: str = "cpu",
-          workers: int = 0):  # fmt: skip
+          workers: int = 0, callback=None):  # fmt: skip
     """Train the tiny SV4D; checkpoints go to `output_dir/checkpoint`, the final pipeline to `export_dir`
     (default `output_dir/model`). With `resume`, an existing checkpoint is continued from its step (the result is
     the same as an uninterrupted run). `stop_at` ends this session early at that step (with a checkpoint, no
@@ -46,7 +46,11 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
     Launched as N processes (torchrun, `accelerate launch`), each trains on its share of every batch
     (`batch_scenes` must be a multiple of N) with `threads // N` CPU threads, and with "cuda" on its own GPU; the
     losses are the whole batch's, the run the one-process run (up to float rounding), and only the first process
-    writes files (the others wait for it). A checkpoint resumes with any number of processes."""
+    writes files (the others wait for it). A checkpoint resumes with any number of processes.
+
+    `callback(step, loss)`, if given, is called on the main process after each optimizer step with the number of
+    steps done so far (1, 2, ...; a resumed run continues from its checkpoint's) and that step's loss (a float), e.g.
+    to plot the loss live in a notebook; it only observes, so the run is the same with or without it."""
     from tqdm.auto import tqdm
 
     state = process_state(device)
@@ -100,6 +104,8 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
         recent = float(np.mean(losses[-50:]))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", avg50=f"{recent:.4f}")
         bar.update()
+        if main and callback is not None:
+            callback(step, losses[-1])
         if main and not progress and step % log_every == 0:
             print(f"step {step}/{config.steps} loss {losses[-1]:.4f} avg50 {recent:.4f} "
                   f"lr {lr_at(config, step - 1):.2e} {time.perf_counter() - tic:.0f}s", flush=True)  # fmt: skip

@@ -255,10 +255,10 @@ sharpening(record, opts["num_inference_steps"], f"x̂0 of this model's schedule 
 
 # %% [markdown]
 # The two results, whole (time across, views down; view 0 is the input). **The tiny model's novel views are blurry
-# blobs** of roughly the object's colours and place, with either schedule: a known limit of a 2-million-parameter
+# blobs** of roughly the object's colours and place, with either schedule: a known limit of a 7-million-parameter
 # model trained for hours on a CPU, being worked on separately. Its early stop trades the speckle of the full
-# schedule for blur. The released SV4D 2.0 does the same loop on 72 × 72 latents (576 px) with a 1.3 B-parameter
-# network, and there the full schedule is what you want.
+# schedule for blur. The released SV4D 2.0 does the same loop on 72 × 72 latents (576 px) with a network hundreds
+# of times larger, and there the full schedule is what you want.
 
 # %%
 both = torch.cat([out_model.images, out_full.images])  # (2T, V+1, 3, H, W): the two runs side by side

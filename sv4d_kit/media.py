@@ -134,8 +134,12 @@ def write_outputs(
     fps: float = 8.0,
     overwrite: bool = False,
     gifs: bool = True,
+    extra=None,
 ) -> Path:
-    """Write `view_XX.mp4` (+ `.gif`), `grid.png`, `orbit.mp4` and `metadata.json` for a (T, V, 3, H, W) matrix."""
+    """Write `view_XX.mp4` (+ `.gif`), `grid.png`, `orbit.mp4` and `metadata.json` for a (T, V, 3, H, W) matrix.
+
+    `extra(folder)`, when given, writes more files into the (temporary) folder before metadata.json, so they are
+    part of the same all-or-nothing move (the 4D reconstruction's `orbit_smooth.mp4` and `points/`)."""
     folder = prepare_output_dir(folder, overwrite)
     if images.ndim != 5 or images.shape[2] != 3:
         raise KitInputError(f"images must be (T, V, 3, H, W), got {tuple(images.shape)}")
@@ -152,7 +156,9 @@ def write_outputs(
                 _write_video(tmp / f"view_{v:02d}.gif", frames[:, v], fps)
         imageio.imwrite(tmp / "grid.png", grid_image(images, factor=max(1, factor // 2)))
         _write_video(tmp / "orbit.mp4", _enlarge(to_uint8(orbit_frames(images, azimuths_deg)), factor), fps)
-        files = sorted(p.name for p in tmp.iterdir()) + ["metadata.json"]
+        if extra is not None:
+            extra(tmp)
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["metadata.json"]
         meta = {**metadata, "outputs": {"files": files, "fps": fps, "display_enlargement": factor}}
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
         if folder.exists():

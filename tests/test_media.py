@@ -96,3 +96,23 @@ def test_to_uint8_rounds_and_clamps():
     x = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]).reshape(1, 1, 5).expand(3, 1, 5)
     u = media.to_uint8(x)
     assert u.dtype == np.uint8 and u[0, :, 0].tolist() == [0, 0, 128, 255, 255]
+
+
+def test_extra_files_join_the_atomic_folder(tmp_path):
+    """`extra` writes into the temporary folder: its files are listed in metadata.json and move in with the rest;
+    when it fails, nothing is left behind."""
+
+    def extra(folder):
+        (folder / "points").mkdir()
+        (folder / "points" / "frame_000.ply").write_text("ply")
+
+    out = media.write_outputs(tmp_path / "a", torch.rand(2, 3, 3, 8, 8), {"x": 1}, extra=extra)
+    assert (out / "points" / "frame_000.ply").read_text() == "ply"
+    assert "points/frame_000.ply" in json.loads((out / "metadata.json").read_text())["outputs"]["files"]
+
+    def broken(folder):
+        raise RuntimeError("a bug in the extra writer")
+
+    with pytest.raises(RuntimeError):
+        media.write_outputs(tmp_path / "b", torch.rand(2, 3, 3, 8, 8), {"x": 1}, extra=broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

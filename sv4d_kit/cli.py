@@ -195,6 +195,8 @@ def _add_generate_options(p) -> None:
     p.add_argument(
         "--remove-bg", action="store_true", help="matte with rembg (must be installed, model on disk)"
     )
+    p.add_argument("--reconstruct", action="store_true",
+                   help="also fit 4D points to the views: orbit_smooth.mp4 (any angle) and points/*.ply")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
@@ -309,6 +311,12 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
     p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--figure", default=None, help="also write a PNG: input | ground truth | generated")
+    p.add_argument(
+        "--between-views",
+        action="store_true",
+        help="also score views half-way between the generated ones (nearest view, warp, recon4d): "
+        "the JSON gets a between_views section",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_evaluate)
@@ -346,9 +354,20 @@ def cmd_evaluate(args) -> None:
         progress=not args.no_progress,
         keep_examples=3 if args.figure else 0,
     )
+    between = None
+    if args.between_views:
+        between = evaluation.evaluate_between_views(
+            pipe,
+            num_scenes=args.scenes,
+            seed=args.seed,
+            frames=args.frames,
+            steps=args.steps,
+            progress=not args.no_progress,
+        )
     seconds = time.perf_counter() - tic
     tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    data = summary if between is None else {**summary, "between_views": between}
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     if args.figure:
         import imageio.v2 as imageio
 
@@ -358,6 +377,9 @@ def cmd_evaluate(args) -> None:
         fig_tmp.replace(fig)
     tmp.replace(out)
     print(evaluation.markdown_table(summary))
+    if between is not None:
+        print()
+        print(evaluation.between_views_table(between))
     for name, passed in evaluation.quality_bar(summary).items():
         print(f"{name}: {'yes' if passed else 'no'}")
     print(f"wrote {out} ({args.scenes} held-out scenes, seed {args.seed}, {seconds:.1f} s)")

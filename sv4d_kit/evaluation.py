@@ -10,6 +10,14 @@ ground truth. Methods:
     tiny_sv4d_no_frame_attention   the same weights with the frame ("motion") attention stage switched off
 
 The ablations use the network's own switches (`SV4DUNet.set_block_switches`), no retraining.
+
+`evaluate_between_views` scores views *between* the generated ones (half-way between the model's azimuths), against
+ground truth rendered there that no method sees. Methods (`BETWEEN_METHODS`):
+
+    nearest_view            the nearest generated view (ties: the one before it in azimuth), as an orbit shows it
+    warp_baseline           the input view's clip warped through its true depth with the true motion (`warp`)
+    recon4d                 a 4D point representation (`sv4d_kit.recon4d`) fitted to the generated matrix
+    recon4d_from_gt_views   the same fitted to the ground-truth views at the model's azimuths: its own ceiling
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ class HeldOutScene:
     K: torch.Tensor
     azimuths_deg: list[float]
     elevation_deg: float
+    times: torch.Tensor | None = None  # (T,) clip times in [0, 1]
+    part: torch.Tensor | None = None  # (T, V+1, 1, H, W) primitive hit per pixel (-1: background)
 
 
 def heldout_scene(
@@ -68,7 +78,9 @@ def heldout_scene(
     )
     K = cameras.intrinsics(synthetic.DEFAULT_FOV, size, size)
     out = synthetic.render(synthetic.make_scene(scene_seed, dynamic=True), E, K, size, size, times)
-    return HeldOutScene(scene_seed, out.rgb, out.alpha, out.depth, E, K, azimuths, elevation_deg)
+    return HeldOutScene(
+        scene_seed, out.rgb, out.alpha, out.depth, E, K, azimuths, elevation_deg, out.times, out.part
+    )
 
 
 def sampling_seed(seed: int, index: int) -> int:
@@ -215,3 +227,154 @@ def quality_bar(summary: dict) -> dict[str, bool]:
             and ablated["multiview_consistency_error"] > model["multiview_consistency_error"]
         )
     return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Between the generated views
+
+BETWEEN_METHODS = ("nearest_view", "warp_baseline", "recon4d", "recon4d_from_gt_views")
+
+
+def between_azimuths(azimuths_deg: Sequence[float]) -> list[float]:
+    """Azimuths half-way between consecutive views around the circle, in increasing order from the first gap:
+    0, 72, 144, 216, 288 -> 36, 108, 180, 252, 324 (one view: the opposite side)."""
+    a = sorted({float(x) % 360 for x in azimuths_deg})
+    if not a:
+        raise KitInputError("azimuths_deg must hold at least one azimuth")
+    gaps = [((a[(i + 1) % len(a)] - a[i]) % 360) or 360.0 for i in range(len(a))]
+    return [(x + g / 2) % 360 for x, g in zip(a, gaps)]
+
+
+def nearest_view(
+    matrix: torch.Tensor, view_azimuths_deg: Sequence[float], query_azimuths_deg: Sequence[float]
+):
+    """For each query azimuth, the view of `matrix` (T, V, 3, H, W) whose azimuth is nearest around the circle;
+    a tie (exactly half-way) goes to the view before it (counter-clockwise), the one an orbit shows up to the next
+    view. -> (T, Q, 3, H, W)"""
+    if matrix.ndim != 5 or matrix.shape[1] != len(view_azimuths_deg):
+        raise KitInputError(
+            f"matrix must be (T, V={len(view_azimuths_deg)}, 3, H, W), got {tuple(matrix.shape)}"
+        )
+    picks = []
+    for q in query_azimuths_deg:
+        ahead = [
+            (float(q) - float(a)) % 360 for a in view_azimuths_deg
+        ]  # how far the query is past each view
+        dist = [round(min(d, 360 - d), 6) for d in ahead]
+        picks.append(min(range(len(dist)), key=lambda v: (dist[v], ahead[v])))
+    return matrix[:, picks]
+
+
+def _between_ground_truth(scene: HeldOutScene, relative_between: Sequence[float]):
+    """Ground truth of a held-out scene at azimuths relative to its input view, at the scene's times."""
+    azimuths = [(scene.azimuths_deg[0] + float(a)) % 360 for a in relative_between]
+    E = cameras.orbit_extrinsics(
+        torch.tensor(azimuths), torch.full((len(azimuths),), scene.elevation_deg), synthetic.DEFAULT_RADIUS
+    )
+    size = scene.images.shape[-1]
+    out = synthetic.render(
+        synthetic.make_scene(scene.seed, dynamic=True), E, scene.K, size, size, scene.times
+    )
+    return out, azimuths
+
+
+def between_view_images(
+    pipe, scene: HeldOutScene, method: str, relative_between: Sequence[float], sampling_seed_: int,
+    steps: int | None = None, fit_config=None, generated: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The (T, Q, 3, H, W) images a between-views method makes at azimuths relative to the input view.
+
+    `generated` is the model's matrix (`generate(pipe, scene, "tiny_sv4d", ...)`), made here when needed and not
+    given; `fit_config` a `recon4d.FitConfig` (its defaults when None).
+    """
+    if method not in BETWEEN_METHODS:
+        raise KitInputError(f"method must be one of {BETWEEN_METHODS}, got {method!r}")
+    T, size = scene.images.shape[0], scene.images.shape[-1]
+    relative = [(a - scene.azimuths_deg[0]) % 360 for a in scene.azimuths_deg]
+    if method in ("nearest_view", "recon4d") and generated is None:
+        generated = generate(pipe, scene, "tiny_sv4d", seed=sampling_seed_, steps=steps).cpu()
+    if method == "nearest_view":
+        return nearest_view(generated, relative, relative_between)
+    if method == "warp_baseline":
+        from sv4d_kit import warp
+
+        azimuths = [(scene.azimuths_deg[0] + float(a)) % 360 for a in relative_between]
+        E = cameras.orbit_extrinsics(
+            torch.tensor(azimuths),
+            torch.full((len(azimuths),), scene.elevation_deg),
+            synthetic.DEFAULT_RADIUS,
+        )
+        motion = warp.synthetic_motion(
+            synthetic.make_scene(scene.seed, dynamic=True), scene.part[:, 0], scene.times
+        )
+        images, _ = warp.warp_baseline(
+            scene.images[:, 0], scene.depth[:, 0], scene.extrinsics[0], scene.K, E, motion=motion
+        )
+        return images
+    from sv4d_kit.recon4d import FitConfig, fit
+
+    source = generated if method == "recon4d" else scene.images
+    result = fit(source, scene.extrinsics, scene.K, config=fit_config or FitConfig(), progress=False)
+    azimuths = [(scene.azimuths_deg[0] + float(a)) % 360 for a in relative_between]
+    rgb, _, _ = result.points.render(azimuths, [scene.elevation_deg] * len(azimuths), list(range(T)), size)
+    return rgb.detach().float().clamp(0, 1)
+
+
+def evaluate_between_views(
+    pipe,
+    num_scenes: int,
+    seed: int,
+    frames: int,
+    steps: int | None = None,
+    methods: Sequence[str] = BETWEEN_METHODS,
+    progress: bool = True,
+    fit_config=None,
+    elevation_deg: float = 10.0,
+) -> dict:
+    """Mean metrics per method at the azimuths half-way between the generated views: {method: {metric: value}}.
+
+    The held-out scenes and the model's samples are those of `evaluate` with the same arguments; the ground truth
+    is rendered at `between_azimuths(pipe.default_azimuths())` (relative to the input view). Metric names are
+    `metrics.evaluate_matrix`'s, averaged over all the between views (their multi-view consistency is measured
+    among the between views, through their true depth).
+    """
+    num_scenes = checks.integer("num_scenes", num_scenes, minimum=1)
+    frames = checks.integer("frames", frames, minimum=1)
+    unknown = [m for m in methods if m not in BETWEEN_METHODS]
+    if unknown or not methods:
+        raise KitInputError(f"methods must be among {BETWEEN_METHODS}, got {list(methods)}")
+    relative = pipe.default_azimuths()
+    between = between_azimuths(relative)
+    sums: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    for i in tqdm(range(num_scenes), desc="between views", disable=not progress):
+        scene = heldout_scene(i, seed, relative, pipe.config.image_size, frames, elevation_deg)
+        gt, _ = _between_ground_truth(scene, between)
+        generated = None
+        if any(m in ("nearest_view", "recon4d") for m in methods):
+            generated = generate(pipe, scene, "tiny_sv4d", seed=sampling_seed(seed, i), steps=steps).cpu()
+        for method in methods:
+            images = between_view_images(
+                pipe, scene, method, between, sampling_seed(seed, i), steps, fit_config, generated
+            )
+            result = metrics.evaluate_matrix(
+                images,
+                gt.rgb,
+                gt.alpha,
+                gt.depth,
+                gt.extrinsics,
+                gt.intrinsics,
+                views=list(range(len(between))),
+            )
+            for k, x in result.items():
+                if k != "per_view":
+                    sums[method].setdefault(k, []).append(x)
+    return {m: {k: _mean(xs) for k, xs in values.items()} for m, values in sums.items()}
+
+
+def between_views_table(between: dict, metrics_: Sequence[str] = TABLE_METRICS) -> str:
+    """`evaluate_between_views`' result as one Markdown table: the means per method."""
+    methods = list(between)
+    keys = [k for k in metrics_ if all(k in between[m] for m in methods)]
+    lines = ["| method (between views) | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {m} | " + " | ".join(f"{between[m][k]:.4f}" for k in keys) + " |" for m in methods]
+    return "\n".join(lines)

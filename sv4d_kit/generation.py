@@ -49,7 +49,7 @@ DEMO_ELEVATION = 10.0
 # What metadata.json records under "parameters": every option of `generate` that can change the result or the folder
 PARAMETERS = ("output_dir", "variant", "download", "steps", "cfg", "min_cfg", "elevation", "azimuths", "frames",
               "seed", "device", "dtype", "offload", "encode_chunk", "decode_chunk", "size", "remove_bg",
-              "overwrite")  # fmt: skip
+              "overwrite", "reconstruct")  # fmt: skip
 
 
 def _azimuths(values) -> list[float]:
@@ -119,6 +119,7 @@ def generate(
     size: int | None = None,
     remove_bg: bool = False,
     overwrite: bool = False,
+    reconstruct: bool = False,
     progress: bool = True,
     command: str = "generate",
 ) -> GenerateResult:
@@ -130,8 +131,10 @@ def generate(
     do not apply). steps, cfg, min_cfg: sampling steps and the maximum / minimum guidance scale (None: the
     model's). elevation: degrees of the novel views; azimuths: the V+1 azimuths of the input view and the novel
     views (None: the model's). frames: output frames (None: the clip's, at most 21; one image gives a still
-    clip). size: image side (None: the model's). remove_bg: matte with rembg. Raises `KitInputError` for bad
-    input, before any output is written.
+    clip). size: image side (None: the model's). remove_bg: matte with rembg. reconstruct: also fit a 4D point
+    representation to the views (`sv4d_kit.recon4d`) and write `orbit_smooth.mp4` (72 camera angles a revolution
+    while time advances, at 4x the model's size) and `points/frame_XXX.ply`. Raises `KitInputError` for bad input,
+    before any output is written.
     """
     import torch
 
@@ -204,7 +207,22 @@ def generate(
     )
     timings.update(out.timings)
 
-    # 6. Write the folder: videos, grid, orbit, metadata.json
+    # 6. Reconstruct (optional): 4D points fitted to the views -> a smooth orbit and point clouds in the folder
+    extra, recon_info = None, None
+    if reconstruct:
+        from sv4d_kit.recon4d.outputs import ORBIT_SCALE, fit_matrix, write_reconstruction
+
+        tic = time.perf_counter()
+        fitted = fit_matrix(out.images, out.cameras, progress=progress)
+        timings["reconstruct"] = time.perf_counter() - tic
+        recon_info = {"points": int(fitted.points.positions.shape[1]), "fit_steps": len(fitted.losses),
+                      "final_loss": fitted.losses[-1], "orbit_smooth_size": ORBIT_SCALE * images.shape[-1]}  # fmt: skip
+
+        def extra(folder):
+            write_reconstruction(folder, fitted.points, out.cameras["elevations_deg"][0],
+                                 out.cameras["azimuths_deg"][0], ORBIT_SCALE * images.shape[-1])  # fmt: skip
+
+    # 7. Write the folder: videos, grid, orbit, metadata.json (and the reconstruction's files)
     tic = time.perf_counter()
     metadata = {
         "kit_version": __version__,
@@ -219,9 +237,15 @@ def generate(
         "seed": seed,
         "cameras": out.cameras,
         "timings_s": timings,
+        **({"reconstruction": recon_info} if recon_info else {}),
     }
     folder = write_outputs(
-        output_dir, out.images, metadata, azimuths_deg=out.cameras["azimuths_deg"], overwrite=overwrite
+        output_dir,
+        out.images,
+        metadata,
+        azimuths_deg=out.cameras["azimuths_deg"],
+        overwrite=overwrite,
+        extra=extra,
     )
     timings["write"] = time.perf_counter() - tic
     return GenerateResult(output=out, folder=folder, metadata=metadata)

@@ -80,7 +80,14 @@ class Player:
     """
 
     def __init__(
-        self, images, azimuths_deg=None, fps: float = 8, factor: int | None = None, sync: str | None = None
+        self,
+        images,
+        azimuths_deg=None,
+        fps: float = 8,
+        factor: int | None = None,
+        sync: str | None = None,
+        orbit_length: int | None = None,
+        any_angle: bool = False,
     ):
         import ipywidgets as widgets
 
@@ -100,7 +107,10 @@ class Player:
 
         # 2. Encode every frame once: pngs[t][v]
         self.pngs = [[frame_png(images, t, v, self.factor) for v in range(V)] for t in range(T)]
-        self.steps = orbit_steps(self.azimuths, T)
+        self.steps = orbit_steps(self.azimuths, T, orbit_length)
+        self.any_angle = (
+            any_angle  # the "views" are angles rendered from a 4D representation, not generated views
+        )
 
         # 3. The widgets
         interval = max(1, round(1000 / fps))  # ms a tick
@@ -141,6 +151,8 @@ class Player:
         self.image.value = self.pngs[t][v]
         name = "the input" if v == 0 else "novel"
         text = f"frame {t}/{len(self.pngs) - 1} · view {v} ({name}, azimuth {self.azimuths[v]:g}°)"
+        if self.any_angle:
+            text = f"frame {t}/{len(self.pngs) - 1} · azimuth {self.azimuths[v]:g}° (rendered from the 4D points)"
         if self.orbit.value:
             text = f"orbit step {self.play.value}/{len(self.steps) - 1} · {text}"
         self.label.value = text
@@ -193,6 +205,18 @@ def player(images, azimuths_deg=None, fps: float = 8, factor: int | None = None,
     (`jslink`) or "kernel" (`link`) for Play -> frame, default "kernel" in Colab only.
     """
     return Player(images, azimuths_deg, fps, factor, sync).widget
+
+
+def any_angle_player(points, elevation_deg: float = 10.0, angles: int = 72, size: int = 64,
+                     start_azimuth_deg: float = 0.0, fps: float = 8, sync: str | None = None):  # fmt: skip
+    """The player's "any angle" mode: a 4D representation (`sv4d_kit.recon4d.DynamicPoints`) rendered at `angles`
+    azimuths around the orbit for every frame, in the same player. The "view" slider picks an angle; "orbit" turns
+    the camera one angle a step while time advances (what `orbit_smooth.mp4` shows)."""
+    angles = checks.integer("angles", angles, minimum=1)
+    azimuths = [start_azimuth_deg + 360.0 * k / angles for k in range(angles)]
+    rgb, _, _ = points.render(azimuths, elevation_deg, times=list(range(points.num_frames)), size=size)
+    matrix = rgb.detach().cpu().clamp(0, 1)  # (T, angles, 3, size, size)
+    return Player(matrix, azimuths, fps, sync=sync, orbit_length=angles, any_angle=True).widget
 
 
 def export(

@@ -176,6 +176,7 @@ class RenderOutput:
     extrinsics: torch.Tensor  # (N, 4, 4) world-to-camera
     intrinsics: torch.Tensor  # (N, 3, 3)
     times: torch.Tensor  # (F,)
+    part: torch.Tensor | None = None  # (F, N, 1, H, W) int64: primitive the centre ray hits, -1 on a miss
 
     def rgba(self) -> torch.Tensor:
         """Straight (un-premultiplied) colour with alpha. -> (F, N, 4, H, W)"""
@@ -495,16 +496,20 @@ def _pattern_color(prim: Primitive, p: torch.Tensor, n: torch.Tensor) -> torch.T
 # Rendering
 
 
-def _cast(scene: Scene, poses, origins: torch.Tensor, dirs: torch.Tensor, shade: bool):
+def _cast(
+    scene: Scene, poses, origins: torch.Tensor, dirs: torch.Tensor, shade: bool, with_part: bool = False
+):
     """Nearest hits of rays from N cameras at F times: origins (N, 3), unit dirs (N, P, 3).
 
-    Returns the ray distance (F, N, P) (+inf on a miss) and, if `shade`, the shaded colour (F, N, P, 3).
+    Returns the ray distance (F, N, P) (+inf on a miss) and, if `shade`, the shaded colour (F, N, P, 3); with
+    `with_part` also the index of the primitive hit (F, N, P) int64 (-1 on a miss) as a third value.
     """
     F, N, P = poses[0][0].shape[0], origins.shape[0], dirs.shape[1]
     best_t = torch.full((F * N * P,), _INF)
+    best_part = torch.full((F * N * P,), -1, dtype=torch.int64) if with_part else None
     color = torch.zeros(F * N * P, 3) if shade else None
     normal = torch.zeros(F * N * P, 3) if shade else None
-    for prim, (R, c, s) in zip(scene.primitives, poses):
+    for k, (prim, (R, c, s)) in enumerate(zip(scene.primitives, poses)):
         # 1. Cull against the primitive's bounding sphere (all rays, cheap).
         oc = origins[None] - c[:, None]  # (F, N, 3)
         b = torch.einsum("npk,fnk->fnp", dirs, oc)
@@ -523,11 +528,15 @@ def _cast(scene: Scene, poses, origins: torch.Tensor, dirs: torch.Tensor, shade:
         closer = t < best_t[candidates]
         idx = candidates[closer]
         best_t[idx] = t[closer]
+        if with_part:
+            best_part[idx] = k
         if shade:
             p_local = o_l[closer] + t_local[closer, None] * d_l[closer]
             color[idx] = _pattern_color(prim, p_local, n_local[closer])
             normal[idx] = (R[f[closer]] @ n_local[closer].unsqueeze(-1)).squeeze(-1)
     if not shade:
+        if with_part:
+            return best_t.reshape(F, N, P), None, best_part.reshape(F, N, P)
         return best_t.reshape(F, N, P), None
     light = torch.full((F * N * P,), _AMBIENT)
     for *direction, strength in _LIGHTS:
@@ -571,7 +580,8 @@ def render(
     """Ray-cast a scene from N cameras at F times.
 
     extrinsics (N, 4, 4) world-to-camera, K (3, 3) or (N, 3, 3), times (F,) in [0, 1]. Colour and alpha average
-    supersample² rays per pixel; depth comes from the one ray through each pixel centre.
+    supersample² rays per pixel; depth and `part` (the primitive hit) come from the one ray through each pixel
+    centre.
     """
     E, K, H, W, times, ss = _check_render_args(extrinsics, K, height, width, times, supersample)
     N, F = E.shape[0], times.numel()
@@ -592,11 +602,40 @@ def render(
         alpha.append(premult[:, :, 3:])
     # Depth: one ray per pixel centre; camera z = ray distance × (d · optical axis).
     origins, dirs = cameras.pixel_rays(E, K, cameras.pixel_centers(H, W))
-    t, _ = _cast(scene, poses, origins, dirs, shade=False)
+    t, _, hit_part = _cast(scene, poses, origins, dirs, shade=False, with_part=True)
     z = torch.where(torch.isfinite(t), t * torch.einsum("npk,nk->np", dirs, E[:, 2, :3]), torch.zeros_like(t))
     depth = z.reshape(F, N, 1, H, W)
     rgb = torch.cat(rgb).clamp(0, 1)
-    return RenderOutput(rgb, torch.cat(alpha).clamp(0, 1), depth, E, K, times)
+    part = hit_part.reshape(F, N, 1, H, W)
+    return RenderOutput(rgb, torch.cat(alpha).clamp(0, 1), depth, E, K, times, part)
+
+
+def scene_motion(scene: Scene, part_ids, points, t_from: float, t_to: float) -> torch.Tensor:
+    """Move surface points with the scene from time `t_from` to `t_to` (clip times in [0, 1]).
+
+    `points` (M, 3) are world points on the scene at `t_from` and `part_ids` (M,) the primitive each lies on (as in
+    `RenderOutput.part`); a point is taken to its primitive's frame by the pose at `t_from` (inverse) and back to
+    the world by the pose at `t_to`: x' = c' + s' R' Rᵀ (x − c) / s. Points with part -1 stay put. -> (M, 3)
+    """
+    points = torch.as_tensor(points, dtype=torch.float32)
+    ids = torch.as_tensor(part_ids)
+    if points.ndim != 2 or points.shape[-1] != 3 or not bool(torch.isfinite(points).all()):
+        raise KitInputError(f"points must be finite (M, 3) world points, got shape {tuple(points.shape)}")
+    if ids.shape != points.shape[:1] or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise KitInputError(
+            f"part_ids must be (M={points.shape[0]},) integers, got {tuple(ids.shape)} {ids.dtype}"
+        )
+    if bool(((ids < -1) | (ids >= len(scene.primitives))).any()):
+        raise KitInputError(f"part_ids must be in [-1, {len(scene.primitives) - 1}]")
+    times = cameras._check_range("times", [t_from, t_to], 0.0, 1.0)
+    moved = points.clone()
+    for k, (R, c, s) in enumerate(scene.poses(times)):
+        sel = ids == k
+        if not bool(sel.any()):
+            continue
+        local = (points[sel] - c[0]) @ R[0] / s[0]  # Rᵀ (x − c) / s for row vectors
+        moved[sel] = c[1] + s[1] * (local @ R[1].T)
+    return moved
 
 
 def render_orbit(

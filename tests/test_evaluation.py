@@ -158,3 +158,65 @@ def test_markdown_table_lists_every_method_and_view():
     assert "| tiny_sv4d | 16.2500 | 0.6000 | 0.7000 |" in table
     assert "| copy_input | 15.50 / 0.500 / 0.600 | 15.50 / 0.500 / 0.600 |" in table
     assert len(lines) == 2 + 3 + 1 + 2 + 3
+
+
+# --- between the generated views -----------------------------------------------------------------------------------
+
+FAST_FIT = dict(num_points=300, carve_resolution=24, steps_first=20, steps=4)
+
+
+def test_between_azimuths_are_half_way_around_the_circle():
+    assert evaluation.between_azimuths([0, 72, 144, 216, 288]) == [36, 108, 180, 252, 324]
+    assert evaluation.between_azimuths([0, 120, 240]) == [60, 180, 300]
+    assert evaluation.between_azimuths([0]) == [180]
+    assert evaluation.between_azimuths([300, 0, 60]) == [30, 180, 330]
+
+
+def test_nearest_view_at_the_generated_azimuths_is_the_generated_view(pipe):
+    scene = evaluation.heldout_scene(0, 0, pipe.default_azimuths(), 32, 2)
+    generated = evaluation.generate(pipe, scene, "tiny_sv4d", seed=0, steps=1)
+    relative = pipe.default_azimuths()  # 0, 120, 240
+    assert torch.equal(evaluation.nearest_view(generated, relative, relative), generated)
+    picked = evaluation.nearest_view(generated, relative, [60.0, 100.0, 300.0, 359.0])
+    assert torch.equal(picked, generated[:, [0, 1, 2, 0]])  # a tie goes to the view before the query
+    with pytest.raises(KitInputError):
+        evaluation.nearest_view(generated, [0.0, 120.0], [60.0])
+
+
+def test_evaluate_between_views_reports_every_method(pipe):
+    from sv4d_kit.recon4d import FitConfig
+
+    between = evaluation.evaluate_between_views(
+        pipe, num_scenes=1, seed=0, frames=2, steps=1, progress=False, fit_config=FitConfig(**FAST_FIT)
+    )
+    assert list(between) == list(evaluation.BETWEEN_METHODS)
+    for values in between.values():
+        for key in ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "silhouette_precision",
+                    "silhouette_recall", "temporal_flicker", "multiview_consistency_error"):  # fmt: skip
+            assert key in values and isinstance(values[key], float) and math.isfinite(values[key]), key
+    # the warp baseline only draws what the input view saw: its silhouette is mostly inside the true one
+    assert between["warp_baseline"]["silhouette_precision"] > between["warp_baseline"]["silhouette_recall"]
+    table = evaluation.between_views_table(between)
+    assert "| warp_baseline |" in table and "| recon4d_from_gt_views |" in table
+    with pytest.raises(KitInputError):
+        evaluation.evaluate_between_views(pipe, num_scenes=1, seed=0, frames=2, methods=["magic"])
+
+
+def test_evaluate_command_between_views(pipe, tmp_path, capsys, monkeypatch):
+    import functools
+
+    from sv4d_kit.recon4d import FitConfig
+
+    fast = functools.partial(evaluation.evaluate_between_views, fit_config=FitConfig(**FAST_FIT))
+    monkeypatch.setattr(evaluation, "evaluate_between_views", fast)
+    pipe.save_pretrained(tmp_path / "model")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--scenes", "1", "--json", str(out), "--model", str(tmp_path / "model"),
+            "--frames", "2", "--steps", "1", "--no-progress", "--between-views"]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {*evaluation.METHODS, "between_views"}
+    assert set(data["between_views"]) == set(evaluation.BETWEEN_METHODS)
+    assert all("psnr_db" in m and "silhouette_iou" in m for m in data["between_views"].values())
+    printed = capsys.readouterr().out
+    assert "| method (between views) |" in printed and "| nearest_view |" in printed

@@ -155,3 +155,29 @@ def test_export_writes_the_orbit_and_one_view(tmp_path):
         np.abs(first[::2, ::2].astype(int) - _decode(playback.frame_png(x, 0, 0))).max() <= 8
     )  # GIF palette
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub", "view_02.mp4"]  # no partial files left
+
+
+def test_any_angle_mode_renders_the_points_at_every_angle():
+    """The player over a 4D representation: one "view" per angle, the orbit turns one angle a step while time
+    advances, and the image shown is the points' render at that frame and angle."""
+    from sv4d_kit.playback import any_angle_player
+    from sv4d_kit.recon4d import DynamicPoints
+
+    g = torch.Generator().manual_seed(0)
+    positions = (torch.rand(2, 50, 3, generator=g) - 0.5) * 0.8  # (T, N, 3)
+    points = DynamicPoints(
+        positions, torch.rand(50, 3, generator=g), torch.full((50,), 0.9), torch.full((50,), 0.05)
+    )
+    w = any_angle_player(points, elevation_deg=10.0, angles=12, size=32, sync="kernel")
+    p = w.player
+    assert p.view.max == 11 and p.frame.max == 1 and len(p.steps) == 12
+    rgb, _, _ = points.render([90.0], 10.0, times=[1], size=32)
+    p.frame.value, p.view.value = 1, 3  # azimuth 3 * 30° = 90°
+    assert bytes(p.image.value) == playback.frame_png(rgb.clamp(0, 1), 0, 0, p.factor)
+    assert "azimuth 90°" in p.label.value and "4D points" in p.label.value
+    p.orbit.value = True
+    seen = set()
+    for k in range(12):
+        p.play.value = k
+        seen.add((p.frame.value, p.view.value))
+    assert {v for _, v in seen} == set(range(12)) and {t for t, _ in seen} == {0, 1}

@@ -7,8 +7,9 @@ There is no hole filling on purpose: the holes are what the input view could not
 model has to invent.
 
 Without `motion` frame t is splatted from input frame t's own points. With `motion(points, t_from, t_to)` (frame
-indices of the clip; `synthetic_motion` gives the ground truth of a synthetic scene) frame t is splatted from the
-points of every input frame s, each moved from frame s to frame t — points seen at other times fill some holes.
+indices of the clip; `synthetic_motion` gives the ground truth of a synthetic scene) it is Make-It-4D's setting:
+one image animated, so every frame t is splatted from input frame 0's points moved from frame 0 to frame t. (Points
+of all frames together would fill holes with surface seen at other times; a single image has no such help.)
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def warp_baseline(
 
     rgb (T, 3, H, W) in [0, 1] on white, depth (T, 1, H, W) camera z (0 or inf: background), E_in (4, 4) the input
     camera, K (3, 3), targets_E (V, 4, 4). `motion(points (M, 3), t_from, t_to) -> (M, 3)` moves input frame
-    t_from's points (its valid pixels in row-major order) to frame t_to. -> (images (T, V, 3, H, W), alpha
-    (T, V, 1, H, W)); alpha is 1 where a point landed and 0 in the holes.
+    t_from's points (its valid pixels in row-major order) to frame t_to; with it, frame 0 is animated.
+    -> (images (T, V, 3, H, W), alpha (T, V, 1, H, W)); alpha is 1 where a point landed and 0 in the holes.
     """
     rgb, depth, E_in, K, targets_E = _check(rgb, depth, E_in, K, targets_E)
     if motion is not None and not callable(motion):
@@ -118,16 +119,13 @@ def warp_baseline(
     for t in range(T):
         if motion is None:
             p, c = points[t], colors[t]
-        else:
-            moved = []
-            for s in range(T):
-                m = torch.as_tensor(motion(points[s], s, t), dtype=torch.float32)
-                if m.shape != points[s].shape:
-                    raise KitInputError(
-                        f"motion must return (M, 3) = {tuple(points[s].shape)} points, got {tuple(m.shape)}"
-                    )
-                moved.append(m)
-            p, c = torch.cat(moved), torch.cat(colors)
+        else:  # frame 0's points, animated to frame t
+            p = torch.as_tensor(motion(points[0], 0, t), dtype=torch.float32)
+            if p.shape != points[0].shape:
+                raise KitInputError(
+                    f"motion must return (M, 3) = {tuple(points[0].shape)} points, got {tuple(p.shape)}"
+                )
+            c = colors[0]
         img, a = splat(p, c, targets_E, K, H, W)
         images.append(img)
         alpha.append(a)

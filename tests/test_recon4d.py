@@ -11,6 +11,7 @@ import torch
 from sv4d_kit import cameras, evaluation, metrics, synthetic
 from sv4d_kit.checks import KitInputError
 from sv4d_kit.recon4d import FitConfig, carve, fit, splat
+from sv4d_kit.recon4d.carve import photo_carve
 
 RELATIVE = [0, 72, 144, 216, 288]
 SMALL = FitConfig(num_points=800, carve_resolution=32, steps_first=60, steps=15, seed=3)
@@ -46,6 +47,20 @@ def test_carve_sphere_inside_and_covering():
     inside = torch.randn(500, 3, generator=g)
     inside = inside / inside.norm(dim=-1, keepdim=True) * 0.45 * torch.rand(500, 1, generator=g)
     assert torch.cdist(inside, points).min(1).values.max() < voxel  # every inner point has a voxel near it
+
+
+def test_photo_carve_keeps_consistent_and_removes_inconsistent_voxels():
+    masks, E, K = _sphere_masks()
+    surface = carve(masks, E, K, resolution=24, surface_only=True)
+    grey = torch.full((len(E), 3, 48, 48), 0.5)  # one colour everywhere: every voxel is photo-consistent
+    assert torch.equal(photo_carve(masks, grey, E, K, resolution=24), surface)
+    noisy = grey.clone()  # random colours on the image's top half: the views disagree there
+    noisy[..., :24, :] = torch.rand(len(E), 3, 24, 48, generator=torch.Generator().manual_seed(0))
+    carved = photo_carve(masks, noisy, E, K, resolution=24, iterations=3)
+    assert 0 < len(carved) < len(surface)
+    assert (
+        torch.cdist(carved, surface).min(1).values.max() > 0
+    )  # inner voxels exposed where the top was carved
 
 
 def test_splat_one_point_pixel_colour_depth():
@@ -95,7 +110,12 @@ def test_fit_beats_copy_input_on_training_views(scene, fitted):
     err = (rgb - scene.images).abs().mean()
     copy = (scene.images[:, :1] - scene.images).abs().mean()
     assert err < 0.5 * copy  # measured ≈ 0.02 vs 0.09
-    assert fitted.points.positions.shape == (T, SMALL.num_points, 3)
+    N = fitted.points.positions.shape[1]
+    assert fitted.points.positions.shape == (T, N, 3) and 0.5 * SMALL.num_points < N <= SMALL.num_points
+    assert fitted.points.colors.shape == (
+        N,
+        3,
+    ) and fitted.points.opacity.shape == fitted.points.radius.shape == (N,)
     assert fitted.losses[-1] < fitted.losses[0]
 
 
@@ -108,8 +128,8 @@ def _heldout_scores(fitted, frames=2):
             for x in (rgb, nearest)]  # fmt: skip
 
 
-@pytest.mark.xfail(reason="5 views 72° apart carve a loose hull; in-between views stay near the nearest view's "
-                          "PSNR and below its IoU (see the report)", strict=False)  # fmt: skip
+@pytest.mark.xfail(reason="5 views 72° apart carve a loose hull; photo-consistency carving and opacity pruning "
+                          "win on average over 20 scenes, but not on this one 2-frame scene", strict=False)  # fmt: skip
 def test_fit_renders_in_between_azimuths_better_than_nearest_view(fitted):
     (psnr_fit, iou_fit), (psnr_near, iou_near) = _heldout_scores(fitted)
     assert psnr_fit > psnr_near and iou_fit > iou_near

@@ -86,6 +86,10 @@ def photo_carve(masks, images, extrinsics, K, resolution: int = 48, bound: float
     occupied = torch.zeros(resolution, resolution, resolution, dtype=torch.bool)
     occupied[idx[:, 0], idx[:, 1], idx[:, 2]] = True
     images = torch.as_tensor(images).float()
+    if images.shape != (V, 3, H, W):
+        raise KitInputError(
+            f"images must be ({V}, 3, {H}, {W}) to match the masks, got {tuple(images.shape)}"
+        )
     for _ in range(iterations):
         surf = _surface(occupied).reshape(-1).nonzero().squeeze(1)
         if len(surf) == 0:

@@ -20,7 +20,9 @@ from sv4d_kit.recon4d.render import splat
 
 @dataclass
 class FitConfig:
-    num_points: int = 1000  # points sampled on frame 0's carved hull, kept for every frame
+    num_points: int = (
+        1000  # points sampled on frame 0's carved hull (fewer after pruning), kept for every frame
+    )
     carve_resolution: int = 32  # voxels per side of the carving grid over [-bound, bound]³
     bound: float = 1.0  # half-size of the carving cube (synthetic scenes fit in the 0.95 sphere)
     steps_first: int = 100  # Adam steps for frame 0 (colours, opacity, radius and positions from scratch)
@@ -35,9 +37,13 @@ class FitConfig:
     patience: int = 20  # stop a frame after this many steps without a relative improvement > tolerance
     tolerance: float = 1e-3
     k: int = 8  # points composited per pixel
-    opacity_weight: float = 0.0  # λ · mean(opacity) on frame 0: points no view needs fade out
-    photo_threshold: float = 0.0  # > 0: also carve surface voxels whose colours disagree across views by this std
-    prune_opacity: float = 0.0  # after frame 0, drop points whose opacity is below this (0: keep all)
+    opacity_weight: float = 0.05  # λ · mean(opacity) on frame 0: points no view needs fade out
+    max_radius_scale: float = 2.0  # radii are capped at this many times the initial one
+    photo_threshold: float = (
+        0.1  # > 0: also carve surface voxels whose colours disagree across views by this std
+    )
+    photo_iterations: int = 30  # sweeps of photo-consistency carving
+    prune_opacity: float = 0.05  # after frame 0, drop points whose opacity is below this (0: keep all)
     seed: int = 0
 
 
@@ -96,6 +102,7 @@ def fit(
     checks.one_of("photometric", config.photometric, ("l1", "l2"))
     n_points = checks.integer("num_points", config.num_points, minimum=1)
     steps_first, steps = (checks.integer(n, getattr(config, n), minimum=0) for n in ("steps_first", "steps"))
+    checks.positive("max_radius_scale", config.max_radius_scale)
     masks = metrics.silhouette(images).float()  # (T, V, 1, H, W)
     empty = [t for t in range(T) if not bool(masks[t].any())]
     if empty:
@@ -105,7 +112,7 @@ def fit(
     g = torch.Generator().manual_seed(checks.integer("seed", config.seed))
     if config.photo_threshold > 0:
         hull = photo_carve(masks[0, :, 0] > 0.5, images[0], E[0], K, config.carve_resolution, config.bound,
-                           config.photo_threshold)  # fmt: skip
+                           config.photo_threshold, config.photo_iterations)  # fmt: skip
     else:
         hull = carve(masks[0, :, 0] > 0.5, E[0], K, config.carve_resolution, config.bound, surface_only=True)
     if len(hull) == 0:
@@ -141,7 +148,7 @@ def fit(
                 xyz,
                 torch.sigmoid(color_logit),
                 torch.sigmoid(opacity_logit),
-                log_radius.clamp(max=math.log(4 * r0)).exp(),
+                log_radius.clamp(max=math.log(config.max_radius_scale * r0)).exp(),
                 E[t],
                 K,
                 H,
@@ -190,6 +197,6 @@ def fit(
         positions=torch.stack(positions).to(dev),  # (T, N, 3)
         colors=torch.sigmoid(color_logit).detach(),
         opacity=torch.sigmoid(opacity_logit).detach(),
-        radius=log_radius.clamp(max=math.log(4 * r0)).exp().detach(),  # radii capped at 4× the initial one
+        radius=log_radius.clamp(max=math.log(config.max_radius_scale * r0)).exp().detach(),  # capped radii
     )
     return FitResult(points, losses, time.perf_counter() - start)

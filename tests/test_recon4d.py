@@ -135,14 +135,20 @@ def test_fit_renders_in_between_azimuths_better_than_nearest_view(fitted):
     assert psnr_fit > psnr_near and iou_fit > iou_near
 
 
-def test_fit_is_deterministic(scene, fitted):
-    cfg = FitConfig(**{**SMALL.__dict__, "steps_first": 5, "steps": 2})
-    a = fit(scene.images, scene.extrinsics, scene.K, cfg, progress=False)
-    b = fit(scene.images, scene.extrinsics, scene.K, cfg, progress=False)
-    assert torch.equal(a.points.positions, b.points.positions) and torch.equal(
-        a.points.colors, b.points.colors
-    )
-    assert a.losses == b.losses
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fit_is_deterministic(scene, fitted, threads):
+    """Same seed, same points, whatever torch's thread count (the fit runs on one thread and restores it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cfg = FitConfig(**{**SMALL.__dict__, "steps_first": 20, "steps": 5})
+        runs = [fit(scene.images, scene.extrinsics, scene.K, cfg, progress=False) for _ in range(3)]
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for r in runs[1:]:
+        assert torch.equal(r.points.positions, runs[0].points.positions)
+        assert torch.equal(r.points.colors, runs[0].points.colors) and r.losses == runs[0].losses
 
 
 def test_callback_and_early_stop(scene):

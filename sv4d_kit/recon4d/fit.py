@@ -93,7 +93,20 @@ def fit(
     progress: bool = True,
     callback: Callable[[int, int, float], None] | None = None,
 ) -> FitResult:
-    """Fit dynamic points to a (T, V, 3, H, W) image matrix seen by known cameras; deterministic on CPU."""
+    """Fit dynamic points to a (T, V, 3, H, W) image matrix seen by known cameras; deterministic on CPU.
+
+    The fit runs on one CPU thread: the splat's backward pass sums gradients with scatter-adds whose order depends
+    on the threads, so with more threads two runs of the same seed drift apart in the last bits (and then more).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(images, extrinsics, K, config, progress, callback)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(images, extrinsics, K, config, progress, callback) -> FitResult:
     start = time.perf_counter()
     config = FitConfig() if config is None else config
     # 1. Check inputs

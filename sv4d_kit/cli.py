@@ -44,6 +44,20 @@ def _checked(check, parse=float, **bounds):
     return convert
 
 
+def _generate_option(name: str, parse=float):
+    """An argparse type running `generate`'s own check of option `name` (`generation.OPTION_CHECKS`), so its bounds
+    live in one place; argparse names the flag, so the message starts at "must be"."""
+    from sv4d_kit.generation import OPTION_CHECKS
+
+    def check(_, value):
+        try:
+            return OPTION_CHECKS[name](value)
+        except KitInputError as e:
+            raise KitInputError(str(e).removeprefix(f"{name} ")) from None
+
+    return _checked(check, parse)
+
+
 def _float_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip() != ""]
@@ -139,25 +153,25 @@ def _add_generate_options(p) -> None:
     p.add_argument("--download", action="store_true", help="allow downloading a hub model")
     p.add_argument(
         "--steps",
-        type=_positive_int,
+        type=_generate_option("steps", int),
         default=d["steps"],
         help="sampling steps (default: the model's, 50 for SV4D 2.0)",
     )
     p.add_argument(
         "--cfg",
-        type=_checked(checks.number, minimum=0),
+        type=_generate_option("cfg"),
         default=d["cfg"],
         help="maximum guidance scale (default: the variant's)",
     )
     p.add_argument(
         "--min-cfg",
-        type=_checked(checks.number, minimum=0),
+        type=_generate_option("min_cfg"),
         default=d["min_cfg"],
         help="minimum guidance scale (default: the variant's)",
     )
     p.add_argument(
         "--elevation",
-        type=_checked(checks.number, minimum=-90, maximum=90),
+        type=_generate_option("elevation"),
         default=d["elevation"],
         help="camera elevation of the novel views in degrees (default %(default)s)",
     )
@@ -169,29 +183,37 @@ def _add_generate_options(p) -> None:
     )
     p.add_argument(
         "--frames",
-        type=_positive_int,
+        type=_generate_option("frames", int),
         default=d["frames"],
         help="output frames (default: the clip's, at most 21; one image gives a still clip)",
     )
     p.add_argument("--seed", type=int, default=d["seed"], help="random seed (default %(default)s)")
     p.add_argument(
-        "--device", type=_device, default=d["device"], help="cpu, cuda, cuda:N or mps (default cpu)"
+        "--device",
+        type=_generate_option("device", str),
+        default=d["device"],
+        help="cpu, cuda, cuda:N or mps (default cpu)",
     )
     p.add_argument("--dtype", choices=DTYPES, default=d["dtype"])
     p.add_argument("--offload", action="store_true", help="keep models on the CPU between stages (CUDA)")
     p.add_argument(
         "--encode-chunk",
-        type=_positive_int,
+        type=_generate_option("encode_chunk", int),
         default=d["encode_chunk"],
         help="frames encoded at a time (default %(default)s)",
     )
     p.add_argument(
         "--decode-chunk",
-        type=_positive_int,
+        type=_generate_option("decode_chunk", int),
         default=d["decode_chunk"],
         help="frames decoded at a time (default %(default)s)",
     )
-    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size (default: the model's)")
+    p.add_argument(
+        "--size",
+        type=_generate_option("size", int),
+        default=d["size"],
+        help="image size (default: the model's)",
+    )
     p.add_argument(
         "--remove-bg", action="store_true", help="matte with rembg (must be installed, model on disk)"
     )

@@ -265,12 +265,18 @@ def nearest_view(
     return matrix[:, picks]
 
 
-def _between_ground_truth(scene: HeldOutScene, relative_between: Sequence[float]):
-    """Ground truth of a held-out scene at azimuths relative to its input view, at the scene's times."""
+def _between_cameras(scene: HeldOutScene, relative_between: Sequence[float]):
+    """Absolute azimuths (degrees) and orbit extrinsics (Q, 4, 4) of azimuths relative to the scene's input view."""
     azimuths = [(scene.azimuths_deg[0] + float(a)) % 360 for a in relative_between]
     E = cameras.orbit_extrinsics(
         torch.tensor(azimuths), torch.full((len(azimuths),), scene.elevation_deg), synthetic.DEFAULT_RADIUS
     )
+    return azimuths, E
+
+
+def _between_ground_truth(scene: HeldOutScene, relative_between: Sequence[float]):
+    """Ground truth of a held-out scene at azimuths relative to its input view, at the scene's times."""
+    azimuths, E = _between_cameras(scene, relative_between)
     size = scene.images.shape[-1]
     out = synthetic.render(
         synthetic.make_scene(scene.seed, dynamic=True), E, scene.K, size, size, scene.times
@@ -298,12 +304,7 @@ def between_view_images(
     if method == "warp_baseline":
         from sv4d_kit import warp
 
-        azimuths = [(scene.azimuths_deg[0] + float(a)) % 360 for a in relative_between]
-        E = cameras.orbit_extrinsics(
-            torch.tensor(azimuths),
-            torch.full((len(azimuths),), scene.elevation_deg),
-            synthetic.DEFAULT_RADIUS,
-        )
+        _, E = _between_cameras(scene, relative_between)
         motion = warp.synthetic_motion(
             synthetic.make_scene(scene.seed, dynamic=True), scene.part[:, 0], scene.times
         )
@@ -315,7 +316,7 @@ def between_view_images(
 
     source = generated if method == "recon4d" else scene.images
     result = fit(source, scene.extrinsics, scene.K, config=fit_config or FitConfig(), progress=False)
-    azimuths = [(scene.azimuths_deg[0] + float(a)) % 360 for a in relative_between]
+    azimuths, _ = _between_cameras(scene, relative_between)
     rgb, _, _ = result.points.render(azimuths, [scene.elevation_deg] * len(azimuths), list(range(T)), size)
     return rgb.detach().float().clamp(0, 1)
 

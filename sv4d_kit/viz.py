@@ -127,6 +127,15 @@ def camera_frustums_figure(
     return fig
 
 
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes (for an ipywidgets `Image`, or a file)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def image_grid(
     images,
     row_labels: list[str] | None = None,

@@ -13,12 +13,10 @@ transformer (8×8 at the tiny model's finest level), its epipolar lines go throu
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 
-from sv4d_kit import cameras, checks, synthetic
+from sv4d_kit import cameras, checks, synthetic, viz
 from sv4d_kit.attention import PipelineAttention, QueryAttention, pipeline_attention
 from sv4d_kit.checks import KitInputError
 from sv4d_kit.notebook import try_input
@@ -186,13 +184,6 @@ def explore(
     return q, attention_figure(capture, q)
 
 
-def figure_png(fig, dpi: int = 80) -> bytes:
-    """A figure as PNG bytes (for an ipywidgets Image, or a file)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
 def _widgets():
     try:
         import ipywidgets
@@ -274,7 +265,7 @@ class AttentionExplorer:
         self.status.value = (f"query: frame {q.frame}, view {q.view + 1}, pixel ({q.y}, {q.x}) of "
                              f"{q.layout.height}×{q.layout.width}; spatial peak at "
                              f"{divmod(int(q.spatial.argmax()), q.layout.width)}")  # fmt: skip
-        self.image.value = figure_png(self.figure)
+        self.image.value = viz.figure_png(self.figure, dpi=80)
 
     def _ipython_display_(self):
         from IPython.display import display

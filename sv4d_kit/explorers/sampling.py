@@ -12,7 +12,6 @@ line next to the controls and keeps both pictures as they were:
 
 from __future__ import annotations
 
-import io
 import time
 
 import ipywidgets as widgets
@@ -131,9 +130,7 @@ def grid_png(images: torch.Tensor, azimuths, title: str | None = None, cell_inch
     fig = viz.image_grid(
         images, row_labels=[f"{a:g}°" for a in azimuths], title=title, cell_inches=cell_inches
     )
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return viz.figure_png(fig, dpi=100)
 
 
 class SamplingExplorer(widgets.VBox):

@@ -135,7 +135,7 @@ def _add_generate(sub) -> None:
 
 def _add_generate_options(p) -> None:
     """The options of `sv4d_kit.generate` as flags (shared by `generate` and `batch`), its defaults shown."""
-    from sv4d_kit.generation import DTYPES, generate
+    from sv4d_kit.generation import DTYPES, SAMPLERS, generate
 
     d = _defaults(generate)
     p.add_argument(
@@ -168,6 +168,12 @@ def _add_generate_options(p) -> None:
         type=_generate_option("min_cfg"),
         default=d["min_cfg"],
         help="minimum guidance scale (default: the variant's)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=d["sampler"],
+        help="euler (the reference's) or heun (2nd order, ~2x the network calls a step; default: the model's)",
     )
     p.add_argument(
         "--elevation",

@@ -47,9 +47,11 @@ DEMO_ELEVATION = 10.0
 
 
 # What metadata.json records under "parameters": every option of `generate` that can change the result or the folder
-PARAMETERS = ("output_dir", "variant", "download", "steps", "cfg", "min_cfg", "elevation", "azimuths", "frames",
-              "seed", "device", "dtype", "offload", "encode_chunk", "decode_chunk", "size", "remove_bg",
+PARAMETERS = ("output_dir", "variant", "download", "steps", "cfg", "min_cfg", "sampler", "elevation", "azimuths",
+              "frames", "seed", "device", "dtype", "offload", "encode_chunk", "decode_chunk", "size", "remove_bg",
               "overwrite", "reconstruct")  # fmt: skip
+# = sampling.SAMPLERS, not imported from there: `sv4d-kit --help` reads this module without importing torch
+SAMPLERS = ("euler", "heun")
 
 
 def _azimuths(values) -> list[float]:
@@ -63,6 +65,7 @@ OPTION_CHECKS = {
     "steps": lambda v: checks.integer("steps", v, minimum=1),
     "cfg": lambda v: checks.number("cfg", v, minimum=0),
     "min_cfg": lambda v: checks.number("min_cfg", v, minimum=0),
+    "sampler": lambda v: checks.one_of("sampler", v, SAMPLERS),
     "elevation": lambda v: checks.number("elevation", v, -90, 90),
     "azimuths": _azimuths,
     "frames": lambda v: checks.integer("frames", v, minimum=1),
@@ -73,7 +76,7 @@ OPTION_CHECKS = {
     "decode_chunk": lambda v: checks.integer("decode_chunk", v, minimum=1),
     "size": lambda v: checks.integer("size", v, minimum=1),
 }
-OPTIONAL = ("steps", "cfg", "min_cfg", "azimuths", "frames", "size")
+OPTIONAL = ("steps", "cfg", "min_cfg", "sampler", "azimuths", "frames", "size")
 
 
 def check_options(options: dict) -> dict:
@@ -107,6 +110,7 @@ def generate(
     steps: int | None = None,
     cfg: float | None = None,
     min_cfg: float | None = None,
+    sampler: str | None = None,
     elevation: float = 0.0,
     azimuths: list[float] | None = None,
     frames: int | None = None,
@@ -129,12 +133,13 @@ def generate(
     model: "tiny" (the bundled tiny SV4D), a kit model folder, a released `.safetensors` checkpoint, a hub id
     (fetched only with `download`), or an `SV4DPipeline` already loaded (then `variant`, `download` and `dtype`
     do not apply). steps, cfg, min_cfg: sampling steps and the maximum / minimum guidance scale (None: the
-    model's). elevation: degrees of the novel views; azimuths: the V+1 azimuths of the input view and the novel
-    views (None: the model's). frames: output frames (None: the clip's, at most 21; one image gives a still
-    clip). size: image side (None: the model's). remove_bg: matte with rembg. reconstruct: also fit a 4D point
-    representation to the views (`sv4d_kit.recon4d`) and write `orbit_smooth.mp4` (72 camera angles a revolution
-    while time advances, at 4x the model's size) and `points/frame_XXX.ply`. Raises `KitInputError` for bad input,
-    before any output is written.
+    model's). sampler: "euler" (the reference's) or "heun" (2nd order, about twice the network calls a step; None:
+    the model's, Euler unless its folder says otherwise). elevation: degrees of the novel views; azimuths: the V+1
+    azimuths of the input view and the novel views (None: the model's). frames: output frames (None: the clip's,
+    at most 21; one image gives a still clip). size: image side (None: the model's). remove_bg: matte with rembg.
+    reconstruct: also fit a 4D point representation to the views (`sv4d_kit.recon4d`) and write `orbit_smooth.mp4`
+    (72 camera angles a revolution while time advances, at 4x the model's size) and `points/frame_XXX.ply`. Raises
+    `KitInputError` for bad input, before any output is written.
     """
     import torch
 
@@ -200,6 +205,7 @@ def generate(
         num_inference_steps=steps,
         min_guidance=min_cfg,
         max_guidance=cfg,
+        sampler=checked["sampler"],
         seed=seed,
         encode_chunk_size=encode_chunk,
         decode_chunk_size=decode_chunk,
@@ -235,6 +241,7 @@ def generate(
         "model": {"source": source, **{k: pipe.config[k] for k in MODEL_KEYS}},
         "parameters": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in options.items()},
         "seed": seed,
+        "sampling": out.sampling,  # the settings the sampler ran with: the options, else the model's defaults
         "cameras": out.cameras,
         "timings_s": timings,
         **({"reconstruction": recon_info} if recon_info else {}),

@@ -1,12 +1,13 @@
-"""Evaluation metrics for generated image matrices: PSNR, SSIM, silhouette IoU, temporal flicker and multi-view
-reprojection consistency, plus `evaluate_matrix`, which reports them all for a (T, V) matrix against ground truth.
+"""Evaluation metrics for generated image matrices: PSNR, SSIM, silhouette IoU, temporal flicker, sharpness,
+colour and background speckle, multi-view reprojection consistency and PSNR on the pixels the input view also sees,
+plus `evaluate_matrix`, which reports them all for a (T, V) matrix against ground truth.
 
 Conventions: images are float tensors (..., 3, H, W) in [0, 1] (objects on a white background, as the pipeline and
 `sv4d_kit.synthetic` produce them); masks are (..., 1, H, W) bool or float in [0, 1]; videos are (..., T, 3, H, W);
 image matrices are (T, V, 3, H, W) with view 0 the input view. Cameras follow `sv4d_kit.cameras` (OpenCV axes,
 world-to-camera 4×4 extrinsics, pinhole K with pixel centres at +0.5, depth = camera z, 0 where nothing is hit).
 Every function works in float64 when given float64 and in float32 otherwise; per-image results keep the leading
-batch dimensions `...`.
+batch dimensions `...`, except sharpness, colour and speckle: one ratio of sums over the whole set of images.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # Wang et al. (
 SILHOUETTE_THRESHOLD = 0.05  # a pixel is "object" when some channel is below 1 - threshold
 DEPTH_TOLERANCE = 0.02  # relative depth agreement that makes a reprojected point visible
 CORRELATION_EPS = 1e-6  # variance floor of `Reprojection.correlation`: structureless images score 0
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # Rec. 601 luma of R, G, B: what `sharpness_ratio` differentiates
+SHARPNESS_DILATION_PX = 1  # sharpness counts the silhouette grown by 1 px: the outline edge is inside
+SPECKLE_MARGIN_PX = 3  # speckle counts background more than 3 px from the silhouette (edge halos excluded)
+SPECKLE_THRESHOLD = 0.15  # a background pixel is speckle when some channel is more than 0.15 below white
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -204,6 +209,107 @@ def temporal_flicker(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Quality inside and around the object: sharpness, colour, background speckle
+#
+# These compare a whole set of images at once (all the leading dimensions `...`, e.g. a view's T frames): each is a
+# ratio of sums over every pixel of the set, so images with a small silhouette weigh little instead of making the
+# mean jump, and an image with an empty silhouette adds nothing. The ground-truth silhouette is `mask`
+# (..., 1, H, W) (bool, or float thresholded at 0.5; e.g. ground-truth alpha) or, by default, `silhouette(target)`.
+
+
+def _object_mask(mask, target: torch.Tensor) -> torch.Tensor:
+    """The ground-truth silhouette of `target` (..., 3, H, W): `mask` or `silhouette(target)`. -> bool (..., 1, H, W)"""
+    if mask is None:
+        return silhouette(target)
+    mask = _check_mask("mask", mask, target.shape) > 0.5
+    return mask.expand(*target.shape[:-3], 1, *target.shape[-2:])
+
+
+def _dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grow a bool mask (..., 1, H, W) by `pixels` (a (2p+1)×(2p+1) square: Chebyshev distance ≤ p)."""
+    H, W = mask.shape[-2:]
+    flat = mask.reshape(-1, 1, H, W).float()  # (..., 1, H, W) -> (N, 1, H, W)
+    grown = F.max_pool2d(flat, 2 * pixels + 1, stride=1, padding=pixels)
+    return grown.reshape(mask.shape) > 0.5
+
+
+def _check_pair(pred, target) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    pred, target = _check_images("pred", pred), _check_images("target", target)
+    _check_same_shape(pred, target)
+    dtype = _work_dtype(pred, target)
+    return pred.to(dtype), target.to(dtype), dtype
+
+
+def _set_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den of two sums over a set; NaN when den is 0 (nothing to compare with). -> () tensor"""
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.nan)
+
+
+def _luminance(images: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma 0.299 R + 0.587 G + 0.114 B (`LUMA_WEIGHTS`). images (..., 3, H, W) -> (..., 1, H, W)"""
+    w = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype).view(3, 1, 1)
+    return (images * w).sum(dim=-3, keepdim=True)
+
+
+def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """|∇ luminance| by forward differences: sqrt((L[y, x+1] − L[y, x])² + (L[y+1, x] − L[y, x])²) at each pixel
+    that has both neighbours. images (..., 3, H, W) with H, W ≥ 2 -> (..., 1, H − 1, W − 1)"""
+    lum = _luminance(_check_images("images", images))
+    if lum.shape[-1] < 2 or lum.shape[-2] < 2:
+        raise KitInputError(f"the gradient needs images of at least 2×2 pixels, got {tuple(images.shape)}")
+    dx = lum[..., :-1, 1:] - lum[..., :-1, :-1]
+    dy = lum[..., 1:, :-1] - lum[..., :-1, :-1]
+    return torch.sqrt(dx**2 + dy**2)
+
+
+def sharpness_ratio(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sharpness of pred relative to target: Σ |∇ luminance(pred)| / Σ |∇ luminance(target)| over the ground-truth
+    silhouette grown by `SHARPNESS_DILATION_PX` (1 px), summed over the whole set (see above).
+
+    1 for the same detail, below 1 for a blurred prediction, above 1 for added noise or ringing. Uses
+    `gradient_magnitude` (forward differences of Rec. 601 luma). pred, target (..., 3, H, W) -> () tensor; NaN when
+    the set's silhouette is empty or the ground truth is flat inside it.
+    """
+    pred, target, _ = _check_pair(pred, target)
+    region = _dilate(_object_mask(mask, target), SHARPNESS_DILATION_PX)[..., :-1, :-1]  # (..., 1, H-1, W-1)
+    return _set_ratio((gradient_magnitude(pred) * region).sum(), (gradient_magnitude(target) * region).sum())
+
+
+def color_ratio(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Colourfulness of pred relative to target: Σ (max − min over R, G, B) of pred / the same of target over the
+    ground-truth silhouette, summed over the whole set (see above).
+
+    1 for the same colours, near 0 for a grey (desaturated) prediction. pred, target (..., 3, H, W) -> () tensor;
+    NaN when the set's silhouette is empty or the ground truth is grey inside it.
+    """
+    pred, target, _ = _check_pair(pred, target)
+    region = _object_mask(mask, target)  # (..., 1, H, W)
+
+    def chroma(x):  # (..., 3, H, W) -> (..., 1, H, W)
+        return x.amax(dim=-3, keepdim=True) - x.amin(dim=-3, keepdim=True)
+
+    return _set_ratio((chroma(pred) * region).sum(), (chroma(target) * region).sum())
+
+
+def background_speckle(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Share of the background that is not white: pixels more than `SPECKLE_MARGIN_PX` (3 px, Chebyshev) from the
+    ground-truth silhouette (outside it grown by 3 px) where pred has some channel more than `SPECKLE_THRESHOLD`
+    (0.15) below white (max over channels of 1 − value > 0.15), over all such pixels of the whole set (see above).
+
+    In [0, 1]; 0 for a clean white background, whatever happens at the object's edge. `target` only gives the
+    silhouette when `mask` is None. pred, target (..., 3, H, W) -> () tensor; NaN when the set has no background.
+    """
+    pred, target, dtype = _check_pair(pred, target)
+    background = ~_dilate(_object_mask(mask, target), SPECKLE_MARGIN_PX)  # (..., 1, H, W)
+    speckle = (1 - pred).amax(dim=-3, keepdim=True) > SPECKLE_THRESHOLD
+    return _set_ratio((speckle & background).sum().to(dtype), background.sum().to(dtype))
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Multi-view consistency
 
 
@@ -242,6 +348,41 @@ def _check_camera(name: str, value, size: int, batch: torch.Size, dtype: torch.d
             f"{name} must have shape ({size}, {size}) or {(*batch, size, size)}, got {tuple(m.shape)}"
         ) from err
     return m.to(dtype).reshape(-1, size, size)
+
+
+def _reproject(depth_i, depth_j, Ei, Ej, K, depth_tol: float):
+    """Where view i's pixel centres land in view j, and whether view j sees the same surface point there.
+
+    depth_i, depth_j (..., 1, H, W) with B = prod(...) images; Ei, Ej (B, 4, 4) and K (B, 3, 3) in the working
+    dtype. A pixel is visible when depth_i > 0, it projects inside view j in front of the camera, and its camera-j
+    depth z agrees with depth_j at the nearest pixel: |z − depth_j| < depth_tol · depth_j.
+    -> u, v (B, H*W) pixel coordinates in view j; visible, foreground (depth_i > 0) (B, H*W) bool
+    """
+    (H, W), B, dtype = depth_i.shape[-2:], K.shape[0], K.dtype
+    # 1. Lift the pixel centres of view i into camera i, then move them into camera j
+    pix = cameras.pixel_centers(H, W, dtype=dtype)  # (H*W, 2)
+    homog = torch.cat([pix, torch.ones_like(pix[:, :1])], dim=-1)  # (H*W, 3)
+    rays = homog @ torch.linalg.inv(K).transpose(-1, -2)  # (B, H*W, 3) with z = 1
+    d_i = depth_i.to(dtype).reshape(B, H * W, 1)
+    x_i = rays * d_i  # camera-i coordinates
+    rel = Ej @ cameras.invert_extrinsics(Ei)  # (B, 4, 4) camera i -> camera j
+    x_j = x_i @ rel[:, :3, :3].transpose(-1, -2) + rel[:, None, :3, 3]  # (B, H*W, 3)
+
+    # 2. Project into view j and compare with view j's depth
+    z = x_j[..., 2]
+    in_front = z > 1e-9
+    uvw = x_j @ K.transpose(-1, -2)
+    uv = torch.where(
+        in_front[..., None], uvw[..., :2] / z.clamp_min(1e-9)[..., None], torch.full_like(uvw[..., :2], -1.0)
+    )
+    u, v = uv.unbind(-1)
+    inside = in_front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    col = u.floor().clamp(0, W - 1).long()
+    row = v.floor().clamp(0, H - 1).long()
+    d_j = depth_j.to(dtype).reshape(B, H * W).gather(1, row * W + col)  # nearest pixel's depth in view j
+    foreground = d_i[..., 0] > 0
+    visible = foreground & inside & (d_j > 0) & ((z - d_j).abs() < depth_tol * d_j)  # (B, H*W)
+    return u, v, visible, foreground
 
 
 def reprojection_consistency(
@@ -285,31 +426,10 @@ def reprojection_consistency(
     K = _check_camera("K", K, 3, batch, dtype)  # (B, 3, 3)
     B = K.shape[0]
 
-    # 2. Lift the pixel centres of view i into camera i, then move them into camera j
-    pix = cameras.pixel_centers(H, W, dtype=dtype)  # (H*W, 2)
-    homog = torch.cat([pix, torch.ones_like(pix[:, :1])], dim=-1)  # (H*W, 3)
-    rays = homog @ torch.linalg.inv(K).transpose(-1, -2)  # (B, H*W, 3) with z = 1
-    d_i = depth_i.to(dtype).reshape(B, H * W, 1)
-    x_i = rays * d_i  # camera-i coordinates
-    rel = Ej @ cameras.invert_extrinsics(Ei)  # (B, 4, 4) camera i -> camera j
-    x_j = x_i @ rel[:, :3, :3].transpose(-1, -2) + rel[:, None, :3, 3]  # (B, H*W, 3)
+    # 2. Reproject view i's pixels into view j and decide visibility
+    u, v, visible, foreground = _reproject(depth_i, depth_j, Ei, Ej, K, float(depth_tol))  # (B, H*W) each
 
-    # 3. Project into view j and decide visibility
-    z = x_j[..., 2]
-    in_front = z > 1e-9
-    uvw = x_j @ K.transpose(-1, -2)
-    uv = torch.where(
-        in_front[..., None], uvw[..., :2] / z.clamp_min(1e-9)[..., None], torch.full_like(uvw[..., :2], -1.0)
-    )
-    u, v = uv.unbind(-1)
-    inside = in_front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    col = u.floor().clamp(0, W - 1).long()
-    row = v.floor().clamp(0, H - 1).long()
-    d_j = depth_j.to(dtype).reshape(B, H * W).gather(1, row * W + col)  # nearest pixel's depth in view j
-    foreground = d_i[..., 0] > 0
-    visible = foreground & inside & (d_j > 0) & ((z - d_j).abs() < float(depth_tol) * d_j)  # (B, H*W)
-
-    # 4. Sample view j there and compare colours with view i
+    # 3. Sample view j there and compare colours with view i
     # grid_sample's align_corners=False coordinates: -1 and 1 are the outer edges of the image
     grid = torch.stack([2 * u / W - 1, 2 * v / H - 1], dim=-1).reshape(B, H, W, 2)
     src = images_j.to(dtype).reshape(B, 3, H, W)
@@ -335,6 +455,63 @@ def reprojection_consistency(
         warped=warped.reshape(*batch, 3, H, W),
         visible=vis.reshape(*batch, 1, H, W),
     )
+
+
+def _check_depth_map(name: str, depth) -> torch.Tensor:
+    """A depth map (..., 1, H, W) of any batch; its values are checked by `_check_depth`."""
+    depth = torch.as_tensor(depth)
+    if depth.ndim < 3 or depth.shape[-3] != 1:
+        raise KitInputError(f"{name} must have shape (..., 1, H, W), got {tuple(depth.shape)}")
+    return _check_depth(name, depth, depth.shape)
+
+
+def covisible_mask(
+    depth_novel: torch.Tensor,
+    depth_input: torch.Tensor,
+    E_novel: torch.Tensor,
+    E_input: torch.Tensor,
+    K: torch.Tensor,
+    depth_tol: float = DEPTH_TOLERANCE,
+) -> torch.Tensor:
+    """Pixels of a novel view whose surface point the input view also sees (co-visible), by ground-truth depth.
+
+    Each pixel of the novel view is lifted with `depth_novel`, reprojected into the input view and kept when the
+    input view's `depth_input` there agrees within `depth_tol` (relative), as `reprojection_consistency`'s
+    `visible`; background pixels (depth 0) are never co-visible. depth_novel, depth_input (..., 1, H, W);
+    E (4, 4) or (..., 4, 4) world-to-camera; K (3, 3) or (..., 3, 3) shared. -> bool (..., 1, H, W)
+    """
+    depth_novel = _check_depth_map("depth_novel", depth_novel)
+    depth_input = _check_depth("depth_input", depth_input, depth_novel.shape)
+    depth_tol = checks.positive("depth_tol", depth_tol)
+    batch = depth_novel.shape[:-3]
+    dtype = _work_dtype(depth_novel, depth_input)
+    En, Ei = (_check_camera(n, e, 4, batch, dtype) for n, e in (("E_novel", E_novel), ("E_input", E_input)))
+    K = _check_camera("K", K, 3, batch, dtype)  # (B, 3, 3)
+    _, _, visible, _ = _reproject(depth_novel, depth_input, En, Ei, K, float(depth_tol))  # (B, H*W)
+    return visible.reshape(depth_novel.shape)
+
+
+def psnr_covisible(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    depth_novel: torch.Tensor,
+    depth_input: torch.Tensor,
+    E_novel: torch.Tensor,
+    E_input: torch.Tensor,
+    K: torch.Tensor,
+    depth_tol: float = DEPTH_TOLERANCE,
+) -> torch.Tensor:
+    """PSNR (dB) of a novel view on its co-visible pixels only (`covisible_mask`): the part of the object the input
+    view shows, where a generator has no excuse to invent. Pixels hidden from the input view do not count.
+
+    pred, target (..., 3, H, W) the novel view; depth_novel (..., 1, H, W) its ground-truth depth, depth_input the
+    input view's; cameras as in `covisible_mask`. -> (...); `MAX_PSNR_DB` for identical co-visible pixels, NaN for
+    an image without co-visible pixels.
+    """
+    pred, target = _check_images("pred", pred), _check_images("target", target)
+    _check_same_shape(pred, target)
+    _check_depth("depth_novel", depth_novel, pred.shape)
+    return psnr(pred, target, mask=covisible_mask(depth_novel, depth_input, E_novel, E_input, K, depth_tol))
 
 
 @dataclass
@@ -438,11 +615,15 @@ def evaluate_matrix(
     K: torch.Tensor,
     views: Sequence[int] | None = None,
     pairs: str = "all",
+    input_depth: torch.Tensor | None = None,
+    input_extrinsics: torch.Tensor | None = None,
 ) -> dict:
     """All metrics of a generated image matrix against ground truth, averaged over `views` and per view.
 
     pred, gt (T, V, 3, H, W) in [0, 1]; gt_alpha (T, V, 1, H, W); gt_depth (T, V, 1, H, W); extrinsics (V, 4, 4);
     K (3, 3) or (V, 3, 3). `views` defaults to the novel views 1 … V−1 (view 0 is the input view; [0] when V = 1).
+    `input_depth` (T, 1, H, W) and `input_extrinsics` (4, 4) are the input view's ground-truth depth and camera
+    for `psnr_covisible_db`, given together; by default view 0 of the matrix.
     Returns floats (NaN where undefined, e.g. flicker when T = 1):
       psnr_db, ssim             per image, averaged over frames and views; PSNR capped at 100 dB
       psnr_in_mask_db           PSNR over the pixels where gt_alpha > 0.5
@@ -461,7 +642,15 @@ def evaluate_matrix(
       multiview_consistency_correlation, multiview_consistency_correlation_gt
                                 the same pairs' colour correlation (`Reprojection.correlation`; higher is better,
                                 and flat images cannot score well), for the prediction and the ground truth
-    and "per_view": {v: {the same keys}} for every v in `views`.
+      sharpness_ratio           `sharpness_ratio` of each view's video against the ground truth inside
+                                `silhouette(gt)` grown by 1 px (1 is right, < 1 blurred, > 1 noisy)
+      color_ratio               `color_ratio` inside `silhouette(gt)` (1 is right, near 0 grey)
+      background_speckle        `background_speckle`: the share of background pixels more than 3 px from
+                                `silhouette(gt)` that are not white (0 is perfect)
+      psnr_covisible_db         `psnr_covisible`: PSNR on the view's pixels whose surface point the input view
+                                sees, by gt_depth; frames without any are skipped (NaN when no frame has one)
+    and "per_view": {v: {the same keys}} for every v in `views`. The first three are ratios of sums over the
+    view's T frames (NaN when its silhouette is empty), then averaged over views like the rest.
     """
     # 1. Check inputs
     pred = _check_images("pred", pred, min_ndim=5)
@@ -474,7 +663,15 @@ def evaluate_matrix(
     if gt_alpha.shape != (T, V, 1, H, W):
         raise KitInputError(f"gt_alpha must have shape {(T, V, 1, H, W)}, got {tuple(gt_alpha.shape)}")
     gt_depth = _check_depth("gt_depth", gt_depth, pred.shape)
-    _check_views_cameras(extrinsics, K, V)
+    E, K1 = _check_views_cameras(extrinsics, K, V)
+    if (input_depth is None) != (input_extrinsics is None):
+        raise KitInputError("input_depth and input_extrinsics must be given together (or neither: view 0)")
+    if input_depth is None:
+        input_depth, input_extrinsics = gt_depth[:, 0], E[0]
+    input_depth = _check_depth("input_depth", input_depth, pred[:, 0].shape)
+    input_extrinsics = cameras._check_matrices("input_extrinsics", input_extrinsics, 4)
+    if input_extrinsics.shape != (4, 4):
+        raise KitInputError(f"input_extrinsics must have shape (4, 4), got {tuple(input_extrinsics.shape)}")
     view_pairs(V, pairs)  # checks `pairs`
     if views is None:
         views = list(range(1, V)) if V > 1 else [0]
@@ -488,6 +685,7 @@ def evaluate_matrix(
         p, g = pred[:, v], gt[:, v]  # (T, 3, H, W)
         sp, sg = silhouette(p), silhouette(g)  # (T, 1, H, W), once for the three silhouette metrics
         precision, recall = silhouette_precision_recall(sp, sg)
+        covisible = psnr_covisible(p, g, gt_depth[:, v], input_depth, E[v], input_extrinsics, K1)  # (T,)
         per_view[v] = {
             "psnr_db": float(psnr(p, g).double().mean()),
             "psnr_in_mask_db": float(_nanmean(psnr(p, g, mask=gt_alpha[:, v] > 0.5).double())),
@@ -496,6 +694,10 @@ def evaluate_matrix(
             "silhouette_precision": float(precision.double().mean()),
             "silhouette_recall": float(recall.double().mean()),
             "temporal_flicker": float(temporal_flicker(p, g)) if T > 1 else math.nan,
+            "sharpness_ratio": float(sharpness_ratio(p, g, mask=sg)),
+            "color_ratio": float(color_ratio(p, g, mask=sg)),
+            "background_speckle": float(background_speckle(p, g, mask=sg)),
+            "psnr_covisible_db": float(_nanmean(covisible.double())),
         }
 
     # 3. Multi-view consistency through the ground-truth depth, for the prediction and for the ground truth

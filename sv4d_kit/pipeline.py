@@ -53,13 +53,15 @@ VARIANTS = {
         azimuths_deg=(0, 72, 144, 216, 288),
     ),
 }
-# The reference script's sampler settings (sv4d2_hparams.json: variants.*.script.options).
+# The reference script's sampler settings (sv4d2_hparams.json: variants.*.script.options; its EulerEDMSampler).
 REFERENCE_SAMPLING = dict(
     num_inference_steps=50, sigma_min=0.002, sigma_max=700.0, rho=7.0, s_churn=0.0, s_tmin=0.0, s_tmax=999.0,
-    s_noise=1.0,
+    s_noise=1.0, sampler="euler",
 )  # fmt: skip
+# The keys of `sampling` (config and arguments): the keys of `sampling.SETTING_CHECKS`, which checks them.
 SAMPLING_KEYS = (*REFERENCE_SAMPLING, "guider", "min_guidance", "max_guidance")
-GUIDERS = ("linear", "spatiotemporal", "triangle", "constant", "none")
+GUIDERS = sampling.GUIDERS
+SAMPLERS = sampling.SAMPLERS
 
 
 @dataclass
@@ -68,12 +70,14 @@ class SV4DPipelineOutput:
 
     images: (T, V+1, 3, H, W) in [0, 1] (or uint8 numpy (T, V+1, H, W, 3) / nested PIL lists per `output_type`);
     view 0 is the (preprocessed) input. cameras: absolute elevations/azimuths of the V+1 views, the relative radians
-    the model saw, and the chunk plan. timings: seconds per stage.
+    the model saw, and the chunk plan. timings: seconds per stage. sampling: the sampler settings it ran with
+    (`SAMPLING_KEYS`: the arguments, else the model's `config.sampling`, else the reference's).
     """
 
     images: object
     cameras: dict
     timings: dict = field(default_factory=dict)
+    sampling: dict = field(default_factory=dict)
 
 
 def chunk_starts(num_frames: int, frames_per_chunk: int, overlap: int = 0) -> list[int]:
@@ -105,7 +109,7 @@ def guidance_scale(kind: str, T: int, V: int, min_scale: float, max_scale: float
 
 
 class SV4DPipeline(DiffusionPipeline):
-    """SV4D 2.0 generation: conditioner -> EDM Euler sampling of the UNet -> VAE decode, chunk by chunk."""
+    """SV4D 2.0 generation: conditioner -> EDM sampling (Euler or Heun) of the UNet -> VAE decode, chunk by chunk."""
 
     model_cpu_offload_seq = "conditioner->unet->vae"
 
@@ -329,6 +333,7 @@ class SV4DPipeline(DiffusionPipeline):
         guider: str | None = None,
         min_guidance: float | None = None,
         max_guidance: float | None = None,
+        sampler: str | None = None,
         sigma_min: float | None = None,
         sigma_max: float | None = None,
         rho: float | None = None,
@@ -351,10 +356,12 @@ class SV4DPipeline(DiffusionPipeline):
         V+1 values; azimuths_deg: V+1 values, view 0 = input view (default: the variant's). guider: "linear" (sv4d2),
         "spatiotemporal" (8 views), "triangle", "constant" or "none" with its min/max scale; a scale of 1 everywhere
         ("none", or "constant" at 1) runs the network once a step instead of twice (the unconditional half is
-        skipped). generator or seed make it deterministic. callback_on_step_end(pipe, step, sigma, tensors) gets
-        {"latents", "denoised", "chunk"} and may return {"latents": ...} to change them. s_churn, s_tmin, s_tmax,
-        s_noise: the reference sampler's churn (off by default). Options left None take the model's
-        `config.sampling`, then the reference's. output_type: "pt", "np" or "pil".
+        skipped). sampler: "euler" (the reference's) or "heun" (Karras et al.'s 2nd order, `sampling.sample_heun_edm`:
+        about twice the network calls for the same steps). generator or seed make it deterministic.
+        callback_on_step_end(pipe, step, sigma, tensors) gets {"latents", "denoised", "chunk"} and may return
+        {"latents": ...} to change them. s_churn, s_tmin, s_tmax, s_noise: the reference sampler's churn (off by
+        default). Options left None take the model's `config.sampling`, then the reference's (the output's
+        `sampling` says what ran). output_type: "pt", "np" or "pil".
         """
         timings = {"encode": 0.0, "sample": 0.0, "decode": 0.0}
         defaults = VARIANTS[self.config.variant]
@@ -362,16 +369,15 @@ class SV4DPipeline(DiffusionPipeline):
         # 1. Check inputs
         opts = self.sampling_options(
             num_inference_steps=num_inference_steps, guider=guider, min_guidance=min_guidance,
-            max_guidance=max_guidance, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, s_churn=s_churn,
-            s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise,
+            max_guidance=max_guidance, sampler=sampler, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+            s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise,
         )  # fmt: skip
-        num_inference_steps, guider = (
-            opts["num_inference_steps"],
-            checks.one_of("guider", opts["guider"], GUIDERS),
-        )
+        opts = sampling.check_settings(opts)  # each setting in its range, sigma_min < sigma_max
+        num_inference_steps, guider = opts["num_inference_steps"], opts["guider"]
+        sample = sampling.SAMPLER_FUNCTIONS[opts["sampler"]]  # sample_euler_edm or sample_heun_edm
         min_guidance, max_guidance = opts["min_guidance"], opts["max_guidance"]
-        sigma_min, sigma_max, rho = (checks.positive(k, opts[k]) for k in ("sigma_min", "sigma_max", "rho"))
-        churn = {k: checks.number(k, opts[k]) for k in ("s_churn", "s_tmin", "s_tmax", "s_noise")}
+        sigma_min, sigma_max, rho = opts["sigma_min"], opts["sigma_max"], opts["rho"]
+        churn = {k: opts[k] for k in ("s_churn", "s_tmin", "s_tmax", "s_noise")}
         frames = torch.as_tensor(frames, dtype=torch.float32)
         if frames.ndim == 3:
             frames = frames[None]  # (3, H, W) -> (1, 3, H, W)
@@ -435,7 +441,7 @@ class SV4DPipeline(DiffusionPipeline):
             noise = noise.to(device, dtype)
             latents = sampling.initial_latent(noise, sigmas)
 
-            # 7. Denoising loop: Euler steps (with the reference's optional churn) of the guided, V-scaled denoiser
+            # 7. Denoising loop: Euler (or Heun) steps, with the reference's optional churn, of the guided denoiser
             denoiser = sampling.make_denoiser(
                 self.unet, scale, image_only_indicator=0.0 if first else 1.0, skip_unguided=True
             )  # guidance 1 everywhere: the unconditional half is skipped
@@ -449,7 +455,7 @@ class SV4DPipeline(DiffusionPipeline):
                 return (callback_on_step_end(self, i, float(sigmas[i]), tensors) or {}).get("latents")
 
             with self._stage(self.unet):
-                latents = sampling.sample_euler_edm(
+                latents = sample(
                     denoiser, latents, sigmas, extra_args={"cond": c, "uncond": uc}, disable=True,
                     generator=generator, step_end=step_end, **churn,
                 )  # fmt: skip
@@ -474,7 +480,9 @@ class SV4DPipeline(DiffusionPipeline):
             "frames_per_chunk": T,
             "chunk_starts": starts,
         }
-        return SV4DPipelineOutput(images=_convert(images, output_type), cameras=camera_info, timings=timings)
+        return SV4DPipelineOutput(
+            images=_convert(images, output_type), cameras=camera_info, timings=timings, sampling=opts
+        )
 
 
 def _convert(images: torch.Tensor, output_type: str):

@@ -1,4 +1,4 @@
-"""EDM sampling for SV4D 2.0: noise schedule, V-scaled denoiser, per-frame guidance and the Euler sampler.
+"""EDM sampling for SV4D 2.0: noise schedule, V-scaled denoiser, per-frame guidance, the Euler and Heun samplers.
 
 Plain k-diffusion-style functions. A *denoiser* is `denoiser(x, sigma, **extra_args) -> denoised` with
 x (N, C, h, w) and sigma (N,), one noise level per frame. One SV4D 2.0 chunk has N = T*V frames in (t v) order
@@ -9,6 +9,7 @@ guider mixes the two halves with one scale per frame. `make_denoiser` wires an S
     denoiser = make_denoiser(unet, linear_scale(48, 1.0, 2.0))
     x = initial_latent(torch.randn(48, 4, 72, 72), sigmas)
     z = sample_euler_edm(denoiser, x, sigmas, extra_args=dict(cond=c, uncond=uc))
+    z = sample_heun_edm(denoiser, x, sigmas, extra_args=dict(cond=c, uncond=uc))   # 2nd order: 99 network calls
 """
 
 from __future__ import annotations
@@ -214,7 +215,26 @@ def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = F
     return denoiser
 
 
-# ----------------------------------------------------------------------------- sampler
+# ----------------------------------------------------------------------------- samplers
+
+
+def _check_sigmas(sigmas, x: torch.Tensor) -> torch.Tensor:
+    sigmas = torch.as_tensor(sigmas, device=x.device)
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise KitInputError(f"sigmas must be 1-D with at least 2 values, got shape {tuple(sigmas.shape)}")
+    return sigmas
+
+
+def _churn(x, level, num_steps, s_churn, s_tmin, s_tmax, s_noise, generator):
+    """Churn: raise the noise level by gamma inside [s_tmin, s_tmax], then add the matching fresh noise.
+    Returns (x_hat, sigma_hat (N,))."""
+    gamma = min(s_churn / num_steps, 2**0.5 - 1) if s_tmin <= level <= s_tmax else 0.0
+    sigma = x.new_ones([x.shape[0]]) * level
+    sigma_hat = sigma * (gamma + 1.0)
+    if gamma > 0:
+        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) * s_noise
+        x = x + eps * _append_dims(sigma_hat**2 - sigma**2, x.ndim) ** 0.5
+    return x, sigma_hat
 
 
 @torch.no_grad()
@@ -239,19 +259,11 @@ def sample_euler_edm(
     after it and may return a replacement for x_next (diffusers' `callback_on_step_end`).
     """
     extra_args = {} if extra_args is None else extra_args
-    sigmas = torch.as_tensor(sigmas, device=x.device)
-    if sigmas.ndim != 1 or len(sigmas) < 2:
-        raise KitInputError(f"sigmas must be 1-D with at least 2 values, got shape {tuple(sigmas.shape)}")
+    sigmas = _check_sigmas(sigmas, x)
     s_in = x.new_ones([x.shape[0]])
     num_steps = len(sigmas) - 1
     for i in trange(num_steps, disable=disable):
-        # Churn: raise the noise level by gamma inside [s_tmin, s_tmax], then add the matching fresh noise.
-        gamma = min(s_churn / num_steps, 2**0.5 - 1) if s_tmin <= sigmas[i] <= s_tmax else 0.0
-        sigma = s_in * sigmas[i]
-        sigma_hat = sigma * (gamma + 1.0)
-        if gamma > 0:
-            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) * s_noise
-            x = x + eps * _append_dims(sigma_hat**2 - sigma**2, x.ndim) ** 0.5
+        x, sigma_hat = _churn(x, sigmas[i], num_steps, s_churn, s_tmin, s_tmax, s_noise, generator)
         denoised = denoiser(x, sigma_hat, **extra_args)
         d = (x - denoised) / _append_dims(sigma_hat, x.ndim)  # dx/dsigma of the probability-flow ODE
         if callback is not None:
@@ -262,3 +274,96 @@ def sample_euler_edm(
             replaced = step_end(i, x, denoised)
             x = x if replaced is None else replaced
     return x
+
+
+@torch.no_grad()
+def sample_heun_edm(
+    denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback=None,
+    disable: bool | None = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    generator: torch.Generator | None = None,
+    step_end=None,
+) -> torch.Tensor:
+    """Implements Algorithm 2 (Heun steps with churn) from Karras et al. (2022), like k-diffusion's sample_heun.
+
+    As `sample_euler_edm`, with the 2nd-order correction: each step's Euler proposal is re-evaluated at the next
+    level and the two slopes are averaged (trapezoidal rule), so a step costs two network calls; the last step, to
+    sigma = 0, stays an Euler step (one call: N steps cost 2N - 1). `callback` and `step_end` see the denoised
+    estimate of the step's first evaluation (at sigma_hat), as Euler's.
+    """
+    extra_args = {} if extra_args is None else extra_args
+    sigmas = _check_sigmas(sigmas, x)
+    s_in = x.new_ones([x.shape[0]])
+    num_steps = len(sigmas) - 1
+    for i in trange(num_steps, disable=disable):
+        x, sigma_hat = _churn(x, sigmas[i], num_steps, s_churn, s_tmin, s_tmax, s_noise, generator)
+        denoised = denoiser(x, sigma_hat, **extra_args)
+        d = (x - denoised) / _append_dims(sigma_hat, x.ndim)  # dx/dsigma of the probability-flow ODE
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
+        dt = _append_dims(s_in * sigmas[i + 1] - sigma_hat, x.ndim)
+        if sigmas[i + 1] == 0:
+            x = x + dt * d  # Euler step to sigma = 0 (the slope there is undefined)
+        else:
+            x_euler = x + dt * d
+            sigma_next = s_in * sigmas[i + 1]
+            denoised_next = denoiser(x_euler, sigma_next, **extra_args)
+            d_next = (x_euler - denoised_next) / _append_dims(sigma_next, x.ndim)
+            x = x + dt * (d + d_next) / 2  # Heun step: the mean of the slopes at both ends
+        if step_end is not None:
+            replaced = step_end(i, x, denoised)
+            x = x if replaced is None else replaced
+    return x
+
+
+# The samplers a model's `sampling` settings (and the pipeline's `sampler` argument) may name.
+SAMPLER_FUNCTIONS = {"euler": sample_euler_edm, "heun": sample_heun_edm}
+SAMPLERS = tuple(SAMPLER_FUNCTIONS)
+
+
+# ----------------------------------------------------------------------------- settings
+
+# The guider kinds (`pipeline.guidance_scale`): sgm's LinearPrediction, SpatiotemporalPrediction, TrianglePrediction
+# guiders, VanillaCFG and IdentityGuider.
+GUIDERS = ("linear", "spatiotemporal", "triangle", "constant", "none")
+
+# The sampler settings a model's `sampling` dict (`SV4DPipeline.config.sampling`, `TrainConfig.sampling`) and the
+# pipeline's arguments of the same names may hold, each with its check `check(name, value) -> value`.
+SETTING_CHECKS = {
+    "num_inference_steps": lambda k, v: checks.integer(k, v, minimum=1),
+    "sigma_min": checks.positive,
+    "sigma_max": checks.positive,
+    "rho": checks.positive,
+    "s_churn": lambda k, v: checks.number(k, v, minimum=0),
+    "s_tmin": checks.number,
+    "s_tmax": checks.number,
+    "s_noise": lambda k, v: checks.number(k, v, minimum=0),
+    "sampler": lambda k, v: checks.one_of(k, v, SAMPLERS),
+    "guider": lambda k, v: checks.one_of(k, v, GUIDERS),
+    "min_guidance": lambda k, v: checks.number(k, v, minimum=0),
+    "max_guidance": lambda k, v: checks.number(k, v, minimum=0),
+}
+
+
+def check_settings(settings: dict, prefix: str = "") -> dict:
+    """`settings` (any subset of `SETTING_CHECKS`' keys), each value checked and normalised (ints as int, numbers as
+    float), with sigma_min < sigma_max when both are given; `KitInputError` (one line) otherwise. Messages name a
+    value `prefix + key` ("sampling." gives "sampling.sigma_min must be ...")."""
+    where = prefix.rstrip(".") or "sampling"
+    if not isinstance(settings, dict):
+        raise KitInputError(f"{where} must be a dict of sampler settings, got {settings!r}")
+    unknown = sorted(set(settings) - set(SETTING_CHECKS))
+    if unknown:
+        raise KitInputError(f"unknown {where} keys {unknown}; known: {', '.join(SETTING_CHECKS)}")
+    checked = {k: SETTING_CHECKS[k](prefix + k, v) for k, v in settings.items()}
+    low, high = checked.get("sigma_min"), checked.get("sigma_max")
+    if low is not None and high is not None and not low < high:
+        raise KitInputError(f"need {prefix}sigma_min < {prefix}sigma_max, got {low:g} and {high:g}")
+    return checked

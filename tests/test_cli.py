@@ -62,6 +62,9 @@ def test_generate_writes_every_output(tiny_model, tmp_path):
     assert {"orbit.mp4", "grid.png", "metadata.json", "view_00.mp4", "view_01.mp4", "view_02.mp4"} <= names
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["seed"] == 3 and meta["parameters"]["steps"] == 1
+    # no --sampler: the model's default, Euler (its folder names none)
+    assert meta["parameters"]["sampler"] is None and meta["sampling"]["sampler"] == "euler"
+    assert meta["sampling"]["num_inference_steps"] == 1
     assert meta["input"]["preprocess"]["num_frames"] == 4
     assert len(meta["cameras"]["azimuths_deg"]) == 3
     assert {"read", "load", "preprocess", "encode", "sample", "decode"} <= set(
@@ -212,6 +215,7 @@ def test_bad_inputs(tiny_model, tmp_path, capsys, kind, message):
         (["--azimuths", "0,a,b"], "--azimuths"),
         (["--frames", "0"], "--frames"),
         (["--frames", "-3"], "--frames"),
+        (["--sampler", "bogus"], "--sampler: invalid choice: 'bogus'"),
     ],
 )
 def test_bad_arguments(tiny_model, tmp_path, capsys, args, message):
@@ -376,6 +380,7 @@ def test_library_generate_rejects_bad_options_before_any_work(tiny_model, tmp_pa
         (dict(dtype="float8"), "dtype must be one of"),
         (dict(frames=True), "frames"),
         (dict(device="tpu"), "device must be"),
+        (dict(sampler="bogus"), "sampler must be one of euler, heun"),
     ):
         with pytest.raises(sv4d_kit.KitInputError, match=words):
             sv4d_kit.generate(DATA / "object.png", tmp_path / "o", model=tiny_model, **options)
@@ -406,3 +411,68 @@ def test_reconstruct_writes_a_smooth_orbit_and_point_clouds(tmp_path):
     vertex = PlyData.read(str(plys[0]))["vertex"]
     assert vertex.count == meta["reconstruction"]["points"] > 0
     assert {"x", "y", "z", "red", "green", "blue"} <= {p.name for p in vertex.properties}
+
+
+def test_sampler_option_reaches_the_pipeline_and_the_metadata(tiny_model, tmp_path):
+    """`--sampler heun` (and `sampler="heun"`) samples with Heun; metadata.json records the option and the settings
+    the sampler ran with. Batch takes generate's options, this one too."""
+    from sv4d_kit import generation, sampling
+
+    assert generation.SAMPLERS == sampling.SAMPLERS  # generation's copy (`--help` imports no torch)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert generate(tiny_model, DATA / "object.png", a, "--steps", "2", "--sampler", "heun") == 0
+    assert generate(tiny_model, DATA / "object.png", b, "--steps", "2", "--sampler", "euler") == 0
+    meta = json.loads((a / "metadata.json").read_text())
+    assert meta["parameters"]["sampler"] == "heun" and meta["sampling"]["sampler"] == "heun"
+    assert meta["sampling"]["num_inference_steps"] == 2
+    assert json.loads((b / "metadata.json").read_text())["sampling"]["sampler"] == "euler"
+    assert (a / "grid.png").read_bytes() != (b / "grid.png").read_bytes()
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "object.png").write_bytes((DATA / "object.png").read_bytes())
+    args = ["batch", str(inputs), "--output", str(tmp_path / "batch"), "--model", str(tiny_model), "--steps", "1",
+            "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(args + ["--sampler", "heun"]) == 0
+    meta = json.loads((tmp_path / "batch" / "object" / "metadata.json").read_text())
+    assert meta["parameters"]["sampler"] == "heun" and meta["sampling"]["sampler"] == "heun"
+
+
+def test_batch_rejects_a_bad_sampler_before_any_work(tiny_model, tmp_path, capsys):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "object.png").write_bytes((DATA / "object.png").read_bytes())
+    out = tmp_path / "batch"
+    args = ["batch", str(inputs), "--output", str(out), "--model", str(tiny_model), "--sampler", "rk4"]
+    assert main(args) == 2
+    assert_one_error_line(capsys, "--sampler: invalid choice: 'rk4'")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"stepz": 3}, "unknown training config keys ['stepz']"),
+        ({"steps": "100"}, "steps must be an integer >= 1, got '100'"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ({"loss": "huber"}, "loss must be one of l2, l1"),
+        ({"sampling": {"stepz": 6}}, "unknown sampling keys ['stepz']"),
+        ({"sampling": {"num_inference_steps": 0}}, "sampling.num_inference_steps must be an integer >= 1"),
+        ({"sampling": {"num_inference_steps": 2.5}}, "sampling.num_inference_steps must be an integer"),
+        ({"sampling": {"sigma_min": -1}}, "sampling.sigma_min must be a finite number > 0"),
+        ({"sampling": {"sigma_min": 80, "sigma_max": 20}}, "need sampling.sigma_min < sampling.sigma_max"),
+        ({"sampling": {"guider": "magic"}}, "sampling.guider must be one of"),
+        ({"sampling": {"sampler": "rk4"}}, "sampling.sampler must be one of euler, heun"),
+        ({"sampling": {"max_guidance": -2}}, "sampling.max_guidance must be a finite number >= 0"),
+        ({"sampling": [6]}, "sampling must be a dict"),
+        ([1, 2], "--config must hold a JSON object"),
+        ("not json", "is not a readable JSON file"),
+    ],
+)
+def test_train_rejects_a_bad_config_in_one_line_and_writes_nothing(tmp_path, capsys, config, message):
+    """Issue #20: a config with a bad key or value exits 2 with one `error:` line and no output folder."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(config if isinstance(config, str) else json.dumps(config))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(bad), "--output", str(out), "--no-progress"]) == 2
+    assert_one_error_line(capsys, message)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]

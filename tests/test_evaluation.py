@@ -12,6 +12,8 @@ from sv4d_kit.cli import main
 from sv4d_kit.models.checkpoint import build_tiny_models
 from sv4d_kit.pipeline import SV4DPipeline
 
+QUALITY_KEYS = ("sharpness_ratio", "color_ratio", "background_speckle", "psnr_covisible_db")  # issue #20
+
 
 @pytest.fixture(scope="module")
 def pipe():
@@ -49,8 +51,13 @@ def test_evaluate_reports_every_method_and_view(pipe):
             "multiview_consistency_correlation",
             "psnr_db_view1",
             "psnr_db_view2",
+            *QUALITY_KEYS,
+            *(f"{k}_view{v}" for k in QUALITY_KEYS for v in (1, 2)),
         ):
-            assert key in values and isinstance(values[key], float)
+            assert key in values and isinstance(values[key], float), key
+    # a copy of the input view is not the novel view, even on the surface both views see
+    copy = summary["copy_input"]
+    assert 0 <= copy["background_speckle"] <= 1 and copy["psnr_covisible_db"] < evaluation.metrics.MAX_PSNR_DB
     assert len(examples) == 1
     image = evaluation.comparison_image(examples, methods=("tiny_sv4d", "copy_input"), factor=2)
     assert image.shape == (2 * 2 * 4 * 32, 2 * 3 * 32, 3)  # 2 frames x 4 rows, 3 views across, enlarged 2x
@@ -114,9 +121,14 @@ def test_evaluate_command(pipe, tmp_path, capsys):
         for m in data.values()
         for v in m.values()
     )
+    for values in data.values():  # every method, as means and per novel view
+        assert all(k in values and f"{k}_view1" in values and f"{k}_view2" in values for k in QUALITY_KEYS)
     assert fig.exists()
     printed = capsys.readouterr().out
-    assert "| tiny_sv4d |" in printed and "beats_copy_input_every_view:" in printed
+    assert "| tiny_sv4d |" in printed and "iou_above_copy_every_view:" in printed
+    header = next(line for line in printed.splitlines() if line.startswith("| method | psnr_db"))
+    assert all(f" {k} |" in header for k in QUALITY_KEYS)
+    assert "view 1: sharpness / colour / speckle / PSNR co-visible" in printed
     assert main(args) == 2  # existing outputs are kept unless --overwrite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0]
@@ -125,37 +137,71 @@ def test_evaluate_command(pipe, tmp_path, capsys):
     assert len(err) == 1 and "--device must be" in err[0]
 
 
-def _summary(model_psnr=(16.0, 16.5), model_corr=0.6, ablated_corr=0.3, model_err=0.2, ablated_err=0.3):
-    """A hand-made `evaluate` summary: 2 novel views, the model's PSNRs given, SSIM/IoU above copy's."""
+def _summary(model_iou=(0.7, 0.7), model_corr=0.6, ablated_corr=0.3, model_err=0.2, ablated_err=0.3,
+             model_psnr=15.2, sharpness=1.0, color=0.9, speckle=0.005, covisible=18.0):
+    """A hand-made `evaluate` summary: 2 novel views, the model's IoUs given, every measure inside the bar."""
 
-    def method(psnrs, ssim, iou, corr, err):
-        values = {"psnr_db": sum(psnrs) / 2, "ssim": ssim, "silhouette_iou": iou,
-                  "multiview_consistency_correlation": corr, "multiview_consistency_error": err}  # fmt: skip
-        for v, p in enumerate(psnrs, start=1):
-            values.update({f"psnr_db_view{v}": p, f"ssim_view{v}": ssim, f"silhouette_iou_view{v}": iou})
+    def method(psnr, ssim, ious, corr, err, sharp, col, speck, cov):
+        values = {"psnr_db": psnr, "ssim": ssim, "silhouette_iou": sum(ious) / 2,
+                  "multiview_consistency_correlation": corr, "multiview_consistency_error": err,
+                  "sharpness_ratio": sharp, "color_ratio": col, "background_speckle": speck,
+                  "psnr_covisible_db": cov}  # fmt: skip
+        for v, iou in enumerate(ious, start=1):
+            values.update({f"psnr_db_view{v}": psnr, f"ssim_view{v}": ssim, f"silhouette_iou_view{v}": iou})
         return values
 
     return {
-        "tiny_sv4d": method(model_psnr, 0.6, 0.7, model_corr, model_err),
-        "copy_input": method((15.5, 15.5), 0.5, 0.6, 0.9, 0.25),
-        "tiny_sv4d_no_view_attention": method((14.0, 14.0), 0.4, 0.5, ablated_corr, ablated_err),
+        "tiny_sv4d": method(model_psnr, 0.6, model_iou, model_corr, model_err, sharpness, color, speckle, covisible),
+        "copy_input": method(15.5, 0.5, (0.6, 0.6), 0.9, 0.25, 1.0, 1.0, 0.0, 17.0),
+        "tiny_sv4d_no_view_attention": method(14.0, 0.4, (0.5, 0.5), ablated_corr, ablated_err, 1, 1, 0, 16),
     }
 
 
-def test_quality_bar_needs_every_view_and_both_consistency_measures():
-    assert evaluation.quality_bar(_summary()) == {
-        "beats_copy_input_every_view": True, "view_attention_adds_consistency": True}  # fmt: skip
-    assert not evaluation.quality_bar(_summary(model_psnr=(15.4, 16.5)))["beats_copy_input_every_view"]
-    assert not evaluation.quality_bar(_summary(ablated_corr=0.7))["view_attention_adds_consistency"]
-    assert not evaluation.quality_bar(_summary(ablated_err=0.1))["view_attention_adds_consistency"]
+def test_quality_bar_checks_every_measure_of_the_goal():
+    bar = evaluation.quality_bar(_summary())
+    assert bar == dict.fromkeys(("sharp", "colourful", "clean_background", "iou_above_copy_every_view",
+                                 "covisible_psnr_above_copy", "psnr_near_copy",
+                                 "view_attention_adds_consistency"), True)  # fmt: skip
+    failing = {
+        "sharp": [dict(sharpness=0.7), dict(sharpness=1.3)],  # blur, noise
+        "colourful": [dict(color=0.79)],
+        "clean_background": [dict(speckle=0.011)],
+        "iou_above_copy_every_view": [dict(model_iou=(0.59, 0.8)), dict(model_iou=(0.8, 0.6))],
+        "covisible_psnr_above_copy": [dict(covisible=17.0)],
+        "psnr_near_copy": [dict(model_psnr=14.9)],
+        "view_attention_adds_consistency": [dict(ablated_corr=0.7), dict(ablated_err=0.1)],
+    }
+    for name, cases in failing.items():
+        for case in cases:
+            bar = evaluation.quality_bar(_summary(**case))
+            assert not bar[name], (name, case)
+            assert all(passed for other, passed in bar.items() if other != name), (name, case)
+    assert evaluation.quality_bar(_summary(model_psnr=15.0))["psnr_near_copy"]  # exactly 0.5 dB below
     assert evaluation.quality_bar({"copy_input": {}}) == {}
+
+
+def test_markdown_table_adds_the_quality_measures_when_present():
+    summary = _summary()
+    for values in summary.values():
+        values.update({"sharpness_ratio": 0.8, "color_ratio": 0.9, "background_speckle": 0.01,
+                       "psnr_covisible_db": 18.0})  # fmt: skip
+        for v in (1, 2):
+            values.update({f"sharpness_ratio_view{v}": 0.75, f"color_ratio_view{v}": 0.5,
+                           f"background_speckle_view{v}": 0.02, f"psnr_covisible_db_view{v}": 17.25})  # fmt: skip
+    table = evaluation.markdown_table(summary)
+    lines = table.splitlines()
+    assert lines[0].endswith("| sharpness_ratio | color_ratio | background_speckle | psnr_covisible_db |")
+    row = "| tiny_sv4d | 15.2000 | 0.6000 | 0.7000 | 0.2000 | 0.6000 | 0.8000 | 0.9000 | 0.0100 | 18.0000 |"
+    assert row in table
+    assert "| copy_input | 0.750 / 0.500 / 0.020 / 17.25 | 0.750 / 0.500 / 0.020 / 17.25 |" in table
+    assert len(lines) == 2 + 3 + 1 + 2 + 3 + 1 + 2 + 3
 
 
 def test_markdown_table_lists_every_method_and_view():
     table = evaluation.markdown_table(_summary())
     lines = table.splitlines()
     assert lines[0].startswith("| method | psnr_db | ssim | silhouette_iou |")
-    assert "| tiny_sv4d | 16.2500 | 0.6000 | 0.7000 |" in table
+    assert "| tiny_sv4d | 15.2000 | 0.6000 | 0.7000 |" in table
     assert "| copy_input | 15.50 / 0.500 / 0.600 | 15.50 / 0.500 / 0.600 |" in table
     assert len(lines) == 2 + 3 + 1 + 2 + 3
 
@@ -192,7 +238,8 @@ def test_evaluate_between_views_reports_every_method(pipe):
     assert list(between) == list(evaluation.BETWEEN_METHODS)
     for values in between.values():
         for key in ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "silhouette_precision",
-                    "silhouette_recall", "temporal_flicker", "multiview_consistency_error"):  # fmt: skip
+                    "silhouette_recall", "temporal_flicker", "multiview_consistency_error",
+                    *QUALITY_KEYS):  # fmt: skip
             assert key in values and isinstance(values[key], float) and math.isfinite(values[key]), key
     # the warp baseline only draws what the input view saw: its silhouette is mostly inside the true one
     assert between["warp_baseline"]["silhouette_precision"] > between["warp_baseline"]["silhouette_recall"]

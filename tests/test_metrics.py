@@ -470,6 +470,10 @@ KEYS = {
     "multiview_consistency_error_gt",
     "multiview_consistency_correlation",
     "multiview_consistency_correlation_gt",
+    "sharpness_ratio",
+    "color_ratio",
+    "background_speckle",
+    "psnr_covisible_db",
 }
 
 
@@ -491,6 +495,11 @@ def test_evaluate_matrix_of_ground_truth_gives_the_best_scores(scene):
         assert values["temporal_flicker"] == 0.0
         assert values["multiview_consistency_error"] == values["multiview_consistency_error_gt"]
         assert values["multiview_consistency_correlation"] == values["multiview_consistency_correlation_gt"]
+        assert values["sharpness_ratio"] == values["color_ratio"] == 1.0, v
+        assert values["background_speckle"] == 0.0, v
+    covisible = {v: values["psnr_covisible_db"] for v, values in result["per_view"].items()}
+    assert covisible[1] == covisible[2] == result["psnr_covisible_db"] == M.MAX_PSNR_DB
+    assert math.isnan(covisible[3])  # view 3 at 180° sees none of the input view's surface
     mean = sum(result["per_view"][v]["multiview_consistency_error"] for v in (1, 2, 3)) / 3
     assert result["multiview_consistency_error"] == pytest.approx(mean)
 
@@ -503,8 +512,12 @@ def test_evaluate_matrix_ranks_a_degraded_view_worst(scene, other):
     result = evaluate(scene, pred, views=[1, np.int64(2)])
     assert set(result["per_view"]) == {1, 2}
     good, bad = result["per_view"][1], result["per_view"][2]
-    for key in ("psnr_db", "psnr_in_mask_db", "ssim", "silhouette_iou", "multiview_consistency_psnr_db"):
+    for key in ("psnr_db", "psnr_in_mask_db", "ssim", "silhouette_iou", "multiview_consistency_psnr_db",
+                "psnr_covisible_db"):  # fmt: skip
         assert M.MAX_PSNR_DB > good[key] > bad[key], key
+    # measured: mild noise sharpness 1.17, no speckle (σ 0.03 stays within 0.15 of white); the wrong object leaves
+    # parts of itself in the far background (speckle 0.019)
+    assert good["sharpness_ratio"] > 1.05 and good["background_speckle"] == 0.0 < bad["background_speckle"]
     for key in ("temporal_flicker", "multiview_consistency_error"):
         assert 0 < good[key] < bad[key], key
     assert bad["multiview_consistency_error"] > 2 * bad["multiview_consistency_error_gt"]
@@ -545,6 +558,23 @@ def test_evaluate_matrix_rejects_bad_shapes(scene):
         dict(views=[1.0]),
         dict(views=[True]),
         dict(pairs="some"),
+        dict(input_depth=depth[:, 0]),  # without input_extrinsics
+        dict(input_depth=depth[:, 0, :, :32], input_extrinsics=E[0]),
+        dict(input_depth=depth[:, 0], input_extrinsics=E[:2]),
     ]:
         with pytest.raises(KitInputError):
             M.evaluate_matrix(**{**good, **change})
+
+
+def test_evaluate_matrix_covisible_psnr_with_another_input_view(scene):
+    """The input view defaults to view 0; given view 1 instead, view 0 counts only the pixels view 1 sees."""
+    pred = scene.rgb.clone()
+    E, K = scene.extrinsics, scene.intrinsics[0]
+    seen = M.covisible_mask(scene.depth[:, 0], scene.depth[:, 1], E[0], E[1], K)
+    pred[:, 0] = torch.where(seen, pred[:, 0], 1 - pred[:, 0])  # view 0 wrong where view 1 does not see it
+    default = evaluate(scene, pred, views=[0, 2])
+    explicit = evaluate(scene, pred, views=[0, 2], input_depth=scene.depth[:, 0], input_extrinsics=E[0])
+    assert default == explicit and default["per_view"][0]["psnr_covisible_db"] < 30
+    other = evaluate(scene, pred, views=[0, 2], input_depth=scene.depth[:, 1], input_extrinsics=E[1])
+    assert other["per_view"][0]["psnr_covisible_db"] == M.MAX_PSNR_DB
+    assert other["per_view"][0]["psnr_db"] == default["per_view"][0]["psnr_db"] < 30

@@ -167,6 +167,9 @@ def test_cpu_offload_gives_the_same_result(pipe, frames):
         ({"num_inference_steps": 0}, "num_inference_steps"),
         ({"max_guidance": -1.0}, "max_guidance"),
         ({"guider": "magic"}, "guider must be one of"),
+        ({"sampler": "dpm"}, "sampler must be one of euler, heun, got 'dpm'"),
+        ({"sigma_min": 800.0}, "need sigma_min < sigma_max"),
+        ({"s_churn": -1.0}, "s_churn must be"),
         ({"output_type": "gif"}, "output_type"),
     ],
 )
@@ -219,3 +222,56 @@ def test_cpu_offload_honours_gpu_id_as_diffusers():
     for kwargs in ({"gpu_id": 1, "device": "cuda:0"}, {"gpu_id": 0, "device": "cpu"}, {"gpu_id": -1}):
         with pytest.raises(KitInputError, match="gpu_id"):
             pipe.enable_model_cpu_offload(**kwargs)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return SV4DPipeline.from_pretrained("tiny")
+
+
+def _count_unet_calls(pipe, **kw):
+    calls = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    try:
+        out = pipe(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)), progress=False, **kw)
+    finally:
+        hook.remove()
+    return out, len(calls)
+
+
+def test_heun_runs_on_the_bundled_model(bundled):
+    """One image (a still clip of one chunk), 2 steps: Heun calls the network 3 times (the last step, to sigma 0, is
+    an Euler step), Euler twice; the folder's sampling has no `sampler`, so Euler is the default."""
+    assert "sampler" not in bundled.config.sampling
+    euler, euler_calls = _count_unet_calls(bundled, num_inference_steps=2, seed=4)
+    heun, heun_calls = _count_unet_calls(bundled, num_inference_steps=2, seed=4, sampler="heun")
+    again, _ = _count_unet_calls(bundled, num_inference_steps=2, seed=4, sampler="heun")
+    assert (euler_calls, heun_calls) == (2, 3)
+    assert euler.sampling["sampler"] == "euler" and heun.sampling["sampler"] == "heun"
+    assert heun.sampling["num_inference_steps"] == 2 and heun.sampling["sigma_min"] == 55.0  # the folder's
+    assert heun.images.shape == (4, 5, 3, 32, 32) and torch.isfinite(heun.images).all()
+    assert torch.equal(heun.images, again.images)  # same seed, same result
+    assert not torch.equal(heun.images, euler.images)
+    torch.testing.assert_close(heun.images[:, 0], euler.images[:, 0])  # view 0 is the input either way
+
+
+def test_a_models_sampling_can_name_the_sampler(pipe, frames):
+    c = pipe.config
+    heun_model = SV4DPipeline(pipe.unet, pipe.conditioner, pipe.vae, variant=c.variant, frames_per_chunk=3,
+                              num_views=2, image_size=SIZE, sampling={"sampler": "heun"})  # fmt: skip
+    assert (
+        heun_model.sampling_options()["sampler"] == "heun" and pipe.sampling_options()["sampler"] == "euler"
+    )
+    out = run(heun_model, frames[:3])
+    assert out.sampling["sampler"] == "heun"
+    assert torch.equal(out.images, run(pipe, frames[:3], sampler="heun").images)
+    assert torch.equal(run(heun_model, frames[:3], sampler="euler").images, run(pipe, frames[:3]).images)
+
+
+def test_unknown_sampler_is_one_line(bundled):
+    with pytest.raises(KitInputError) as info:
+        bundled(torch.rand(3, 32, 32), num_inference_steps=1, sampler="bogus", progress=False)
+    assert str(info.value) == "sampler must be one of euler, heun, got 'bogus'"

@@ -10,8 +10,12 @@ import sv4d_kit.golden.sampling as golden_sampling
 from sv4d_kit.checks import KitInputError
 from sv4d_kit.golden import discover
 from sv4d_kit.sampling import (
+    SAMPLER_FUNCTIONS,
+    SAMPLERS,
+    SETTING_CHECKS,
     build_uncond_batch,
     cfg_scale,
+    check_settings,
     denoise,
     edm_sigmas,
     guide,
@@ -20,6 +24,7 @@ from sv4d_kit.sampling import (
     linear_scale,
     make_denoiser,
     sample_euler_edm,
+    sample_heun_edm,
     spatiotemporal_scale,
     triangle_scale,
     vscaling_edm_cnoise,
@@ -324,6 +329,141 @@ def test_churn_gamma_and_callback():
 def test_sampler_rejects_bad_sigmas():
     with pytest.raises(KitInputError):
         sample_euler_edm(_toy_denoiser, torch.zeros(1, 1, 1, 1), torch.tensor([1.0]), disable=True)
+
+
+# ----------------------------------------------------------------------------- Heun sampler
+
+
+def _gaussian_flow(mu: float, s: float, sigma_max: float):
+    """Data N(mu, s^2): its exact denoiser, and the exact probability-flow map from sigma_max to 0, which scales
+    x - mu by s / sqrt(s^2 + sigma_max^2)."""
+
+    def denoiser(x, sigma):
+        return mu + s**2 / (s**2 + sigma.view(-1, 1) ** 2) * (x - mu)
+
+    return denoiser, s / math.sqrt(s**2 + sigma_max**2)
+
+
+def _flow_error(sampler, n: int, mu=0.3, s=1.0, sigma_max=10.0) -> float:
+    """The relative error of `sampler` with n steps (sigma_max -> 0.002 -> 0) against the exact flow map."""
+    denoiser, exact = _gaussian_flow(mu, s, sigma_max)
+    x = mu + torch.randn(4, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sigma_max
+    out = sampler(denoiser, x, edm_sigmas(n, 0.002, sigma_max).double(), disable=True)
+    ratio = (out - mu) / (x - mu)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0, 0].item()))  # one linear map
+    return abs(ratio[0, 0].item() / exact - 1)
+
+
+def test_heun_is_much_closer_to_the_gaussian_flow_than_euler_with_the_same_steps():
+    # Measured (float64): 16 steps: Euler 0.108, Heun 0.0249; 31 steps: Euler 0.0555; 200 steps: Euler 0.0086,
+    # Heun 1.3e-4; Heun 32 -> 64 steps: 0.0056 -> 0.0013.
+    euler, heun = _flow_error(sample_euler_edm, 16), _flow_error(sample_heun_edm, 16)
+    assert heun < euler / 3
+    # ... and at the same network calls too (Heun's n steps cost 2n - 1)
+    assert heun < _flow_error(sample_euler_edm, 31) / 2
+    # both converge to the exact flow; Heun is second order (the error quarters when the steps double)
+    assert _flow_error(sample_euler_edm, 200) < 0.01 and _flow_error(sample_heun_edm, 200) < 3e-4
+    assert 3.5 < _flow_error(sample_heun_edm, 32) / _flow_error(sample_heun_edm, 64) < 4.6
+
+
+def test_heun_lands_on_the_single_data_point():
+    x_star = torch.randn(3, 4, 5, 5)
+    sigmas = edm_sigmas(7, 0.002, 80.0)
+    x = initial_latent(torch.randn(3, 4, 5, 5), sigmas)
+    out = sample_heun_edm(lambda x, sigma: x_star.expand_as(x), x, sigmas, disable=True)
+    torch.testing.assert_close(out, x_star)
+
+
+def test_heun_calls_callback_and_step_end_as_euler_and_the_network_2n_minus_1_times():
+    sigmas = edm_sigmas(4, 0.002, 50.0)
+    x = initial_latent(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), sigmas)
+    levels, seen, ended = [], [], []
+
+    def denoiser(x, sigma):
+        levels.append(float(sigma[0]))
+        return _toy_denoiser(x, sigma)
+
+    def step_end(i, x_next, denoised):
+        ended.append((i, denoised))
+        return torch.zeros_like(x_next) if i == 3 else None
+
+    out = sample_heun_edm(denoiser, x, sigmas, callback=seen.append, step_end=step_end, disable=True)
+    assert torch.equal(out, torch.zeros_like(out))  # step_end's replacement is the result
+    assert [d["i"] for d in seen] == [i for i, _ in ended] == [0, 1, 2, 3]
+    assert set(seen[0]) == {"x", "i", "sigma", "sigma_hat", "denoised"}
+    assert all(torch.equal(d["denoised"], e) for d, (_, e) in zip(seen, ended))  # the step's first evaluation
+    # each step evaluates at sigma_i and (but for the last, an Euler step to 0) at sigma_{i+1}
+    expected = [float(sigmas[0]), *[float(v) for v in sigmas[1:-1] for _ in range(2)]]
+    assert levels == pytest.approx(expected)
+    # with a single step (sigma_max -> 0) Heun is Euler
+    one = torch.tensor([50.0, 0.0])
+    torch.testing.assert_close(
+        sample_heun_edm(_toy_denoiser, x, one, disable=True),
+        sample_euler_edm(_toy_denoiser, x, one, disable=True),
+    )
+
+
+def test_heun_churn_same_seed_same_result():
+    sigmas = edm_sigmas(5, 0.002, 50.0)
+    x = initial_latent(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), sigmas)
+    run = lambda seed, **kw: sample_heun_edm(  # noqa: E731
+        _toy_denoiser, x, sigmas, disable=True, generator=torch.Generator().manual_seed(seed), **kw
+    )
+    assert torch.equal(run(1, s_churn=2.0), run(1, s_churn=2.0))
+    assert not torch.allclose(run(1, s_churn=2.0), run(2, s_churn=2.0))
+    assert torch.equal(run(1), run(2))  # no churn: deterministic, the generator unused
+    assert not torch.allclose(run(1), sample_euler_edm(_toy_denoiser, x, sigmas, disable=True))
+    with pytest.raises(KitInputError):
+        sample_heun_edm(_toy_denoiser, x, torch.tensor([1.0]), disable=True)
+
+
+def test_sampler_names():
+    assert SAMPLERS == ("euler", "heun")
+    assert SAMPLER_FUNCTIONS == {"euler": sample_euler_edm, "heun": sample_heun_edm}
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_check_settings_normalises_and_knows_the_pipeline_keys():
+    from sv4d_kit.pipeline import SAMPLING_KEYS
+
+    assert set(SETTING_CHECKS) == set(SAMPLING_KEYS)
+    checked = check_settings(
+        {"num_inference_steps": torch.tensor(3).numpy(), "sigma_max": 80, "sampler": "heun"}
+    )
+    assert checked == {"num_inference_steps": 3, "sigma_max": 80.0, "sampler": "heun"}
+    assert type(checked["num_inference_steps"]) is int and type(checked["sigma_max"]) is float
+    assert check_settings({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"steps": 3}, r"^unknown sampling keys \['steps'\]"),
+        ({"num_inference_steps": 0}, "^num_inference_steps must be an integer >= 1"),
+        ({"num_inference_steps": 2.0}, "^num_inference_steps must be an integer"),
+        ({"sigma_min": 0.0}, "^sigma_min must be a finite number > 0"),
+        ({"sigma_max": -1.0}, "^sigma_max must be"),
+        ({"sigma_min": 5.0, "sigma_max": 5.0}, "^need sigma_min < sigma_max"),
+        ({"guider": "magic"}, "^guider must be one of linear"),
+        ({"sampler": "dpm"}, "^sampler must be one of euler, heun"),
+        ({"max_guidance": -1}, "^max_guidance must be"),
+        ({"s_churn": -0.5}, "^s_churn must be"),
+        ("steps=3", "^sampling must be a dict"),
+    ],
+)
+def test_check_settings_rejects_bad_settings_in_one_line(settings, message):
+    with pytest.raises(KitInputError, match=message) as info:
+        check_settings(settings)
+    assert "\n" not in str(info.value)
+
+
+def test_check_settings_prefix_names_the_values():
+    with pytest.raises(KitInputError, match=r"^sampling\.sampler must be one of euler, heun, got 'dpm'$"):
+        check_settings({"sampler": "dpm"}, prefix="sampling.")
+    with pytest.raises(KitInputError, match=r"^need sampling\.sigma_min < sampling\.sigma_max, got 9 and 5$"):
+        check_settings({"sigma_min": 9, "sigma_max": 5}, prefix="sampling.")
 
 
 def test_skip_unguided_runs_only_the_conditional_half_when_every_scale_is_one():

@@ -33,6 +33,60 @@ def test_unknown_keys_raise():
         training.TrainConfig.from_dict({"stepz": 3})
 
 
+@pytest.mark.parametrize(
+    ("sampling", "message"),
+    [
+        ({"steps": 6}, r"unknown sampling keys \['steps'\]"),
+        ({"num_inference_steps": 0}, r"sampling\.num_inference_steps must be an integer >= 1, got 0"),
+        ({"num_inference_steps": 2.5}, r"sampling\.num_inference_steps must be an integer"),
+        ({"num_inference_steps": "6"}, r"sampling\.num_inference_steps must be an integer"),
+        ({"sigma_min": -1.0}, r"sampling\.sigma_min must be a finite number > 0"),
+        ({"sigma_max": 0}, r"sampling\.sigma_max must be a finite number > 0"),
+        ({"sigma_min": 80.0, "sigma_max": 20.0}, r"need sampling\.sigma_min < sampling\.sigma_max, got 80 and 20"),
+        ({"sigma_min": 20.0, "sigma_max": 20.0}, r"need sampling\.sigma_min < sampling\.sigma_max"),
+        ({"sigma_min": 800.0}, r"sampling\.sigma_min must be < the reference's sigma_max 700"),
+        ({"sigma_max": 0.001}, r"sampling\.sigma_max must be > the reference's sigma_min 0\.002"),
+        ({"guider": "magic"}, r"sampling\.guider must be one of linear, spatiotemporal"),
+        ({"sampler": "dpm"}, r"sampling\.sampler must be one of euler, heun, got 'dpm'"),
+        ({"min_guidance": -0.5}, r"sampling\.min_guidance must be a finite number >= 0"),
+        ({"max_guidance": -1}, r"sampling\.max_guidance must be"),
+        ({"max_guidance": "high"}, r"sampling\.max_guidance must be"),
+        ({"rho": 0}, r"sampling\.rho must be"),
+        ("fast", r"sampling must be a dict of sampler settings"),
+        (None, r"sampling must be a dict of sampler settings"),
+    ],
+)  # fmt: skip
+def test_bad_sampling_raises_one_line(sampling, message):
+    """The sampling defaults the export writes are checked as the pipeline will read them, when the config is made."""
+    with pytest.raises(KitInputError, match=rf"^{message}") as info:
+        training.TrainConfig.from_dict({"sampling": sampling})
+    assert "\n" not in str(info.value)
+
+
+def test_good_sampling_is_normalised():
+    sampling = {"num_inference_steps": np.int64(4), "sigma_max": 80, "sigma_min": 55, "sampler": "heun",
+                "guider": "none"}  # fmt: skip
+    config = training.TrainConfig(sampling=sampling)
+    assert config.sampling == {"num_inference_steps": 4, "sigma_max": 80.0, "sigma_min": 55.0, "sampler": "heun",
+                               "guider": "none"}  # fmt: skip
+    assert type(config.sampling["num_inference_steps"]) is int and type(config.sampling["sigma_max"]) is float
+    assert training.TrainConfig(sampling={}).sampling == {}  # the pipeline's reference defaults then
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"stepz": 3}, "unknown training config keys"), ({"steps": "100"}, "steps must be an integer"),
+     ({"lr": "fast"}, "lr must be a finite number"), ({"channel_mult": 2}, "channel_mult must be a list"),
+     ({"loss": "huber"}, "loss must be one of l2, l1"), ({"p_uncond": -0.1}, "p_uncond must be"),
+     ({"batch_scenes": 0}, "batch_scenes must be an integer >= 1")],
+)  # fmt: skip
+def test_bad_json_values_raise_one_line(values, message):
+    """What `sv4d-kit train --config` reads (JSON: strings, lists, numbers) gets one line naming the key."""
+    with pytest.raises(KitInputError, match=f"^{message}") as info:
+        training.TrainConfig.from_dict(values)
+    assert "\n" not in str(info.value)
+
+
 def test_config_normalises_its_values_and_survives_json():
     config = training.TrainConfig(steps=np.int64(7), novel_azimuths_deg=[90, 180], channel_mult=[1, 2],
                                   image_size=32, init_from="tiny")  # fmt: skip

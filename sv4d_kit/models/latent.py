@@ -20,7 +20,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from sv4d_kit.checks import KitInputError, integer, positive
+from sv4d_kit.checks import KitInputError, integer, number, positive
 
 
 def check_latent_channels(latent_channels, block_channels: int) -> int | None:
@@ -100,9 +100,14 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
         return c.latent_channels or c.in_channels * c.downsample_factor**2
 
     @torch.no_grad()
-    def fit_projection(self, images: torch.Tensor) -> torch.Tensor:
+    def fit_projection(self, images: torch.Tensor, center: float | None = None) -> torch.Tensor:
         """Fit `center` and `basis` to images (N, C, H, W) in [-1, 1] by PCA of their f×f blocks; returns the
-        variances of all C·f² principal directions (descending), so the kept share can be read off."""
+        variances of all C·f² principal directions (descending), so the kept share can be read off.
+
+        `center` None centres the blocks on their mean (PCA). A number fixes the centre at that value in every
+        channel and keeps the leading directions of the blocks' second moment about it: with the lossless latent's
+        `shift_factor` there, the projected latent is exactly the lossless one projected onto the basis (same
+        scale), which is what carrying a trained model into this latent space needs (`training.carry`)."""
         if self.encoder.basis is None:
             raise KitInputError(
                 "fit_projection needs latent_channels (this latent space is the lossless one)"
@@ -110,12 +115,17 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
         f, k = self.config.downsample_factor, self.config.latent_channels
         blocks = F.pixel_unshuffle(images.float(), f).permute(0, 2, 3, 1)  # (N, h, w, C·f²)
         blocks = blocks.reshape(-1, blocks.shape[-1]).double()
-        center = blocks.mean(0)
-        variances, vectors = torch.linalg.eigh(torch.cov((blocks - center).T))  # ascending
+        if center is None:
+            middle = blocks.mean(0)
+            moment = torch.cov((blocks - middle).T)
+        else:
+            middle = torch.full_like(blocks[0], float(number("center", center)))
+            moment = (blocks - middle).T @ (blocks - middle) / len(blocks)
+        variances, vectors = torch.linalg.eigh(moment)  # ascending
         variances, vectors = variances.flip(0), vectors.flip(1)
         # a fixed sign per direction: its largest entry is positive
         vectors = vectors * vectors.gather(0, vectors.abs().argmax(0, keepdim=True)).sign()
-        self.encoder.center.copy_(center.to(self.encoder.center.dtype))
+        self.encoder.center.copy_(middle.to(self.encoder.center.dtype))
         self.encoder.basis.copy_(vectors[:, :k].to(self.encoder.basis.dtype))
         return variances.float()
 

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from sv4d_kit.checks import KitInputError
 from sv4d_kit.models.bundled import model_folder
+from sv4d_kit.training.carry import carry_into_projection
 from sv4d_kit.training.config import TrainConfig
 
 
@@ -74,10 +75,12 @@ def load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], fl
     return int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
 
 
-def init_from_model(pipe, folder: str) -> None:
+def init_from_model(pipe, folder: str, projection_images=None) -> None:
     """Copy the trainable weights (UNet, image tower) of an exported pipeline folder ("tiny" = the bundled one)
     into `pipe`, and its latent space (a projected latent's fitted basis); the folder must hold the same
-    architecture, or this raises `KitInputError` naming the mismatch."""
+    architecture, or this raises `KitInputError` naming the mismatch. The one change of latent space allowed is
+    from the lossless latent into a projected one (`carry.carry_into_projection`), fitted on the images
+    `projection_images()` returns."""
     from sv4d_kit.pipeline import SV4DPipeline
 
     with model_folder(folder) as path:
@@ -85,6 +88,11 @@ def init_from_model(pipe, folder: str) -> None:
             raise KitInputError(f"init_from {folder!r} is not an exported model folder (no model_index.json)")
         source = SV4DPipeline.from_pretrained(path, torch_dtype=torch.float32)
     mine, theirs = ({k: v for k, v in m.vae.config.items() if not k.startswith("_")} for m in (pipe, source))
+    if mine != theirs and theirs["latent_channels"] is None and mine["latent_channels"] is not None:
+        if projection_images is None:
+            raise KitInputError(f"init_from {folder!r}: carrying its lossless latent needs projection images")
+        carry_into_projection(pipe, source, projection_images())
+        return
     if mine != theirs:
         raise KitInputError(
             f"init_from {folder!r}: its latent space {theirs} does not match this config's {mine}"

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from sv4d_kit.checks import KitInputError, fraction, integer, number, one_of, positive
 from sv4d_kit.models.latent import check_latent_channels
+from sv4d_kit.sampling import check_settings
 
 LOSSES = ("l2", "l1")  # the values of TrainConfig.loss (objective.regression_loss)
 
@@ -138,6 +139,7 @@ class TrainConfig:
             raise KitInputError(
                 f"init_from must be a model folder (a string) or null, got {self.init_from!r}"
             )
+        self.sampling = _check_sampling(self.sampling)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -150,6 +152,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
+
+
+def _check_sampling(sampling) -> dict:
+    """The exported pipeline's sampling defaults, checked as `SV4DPipeline` reads them: known keys only (steps,
+    sigmas, rho, churn, sampler, guider and its scales), each in its range, and sigma_min < sigma_max, where the
+    pipeline fills a missing one in with the reference's."""
+    from sv4d_kit.pipeline import REFERENCE_SAMPLING  # on first use, as in export.py
+
+    checked = check_settings(sampling, prefix="sampling.")
+    low, high = (checked.get(k, REFERENCE_SAMPLING[k]) for k in ("sigma_min", "sigma_max"))
+    if not low < high:  # only one of them given (check_settings compares two given ones)
+        given, other = ("sigma_min", "sigma_max") if "sigma_min" in checked else ("sigma_max", "sigma_min")
+        raise KitInputError(f"sampling.{given} must be {'<' if given == 'sigma_min' else '>'} the reference's "
+                            f"{other} {REFERENCE_SAMPLING[other]:g} (sampling has no {other}), "
+                            f"got {checked[given]:g}")  # fmt: skip
+    return checked
 
 
 def _sequence(name: str, values, check) -> tuple:

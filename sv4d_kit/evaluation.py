@@ -225,7 +225,8 @@ def markdown_table(summary: dict, metrics_: Sequence[str] = TABLE_METRICS) -> st
 SHARPNESS_RANGE = (0.8, 1.25)  # sharpness_ratio: below is blur, above is noise
 MIN_COLOR_RATIO = 0.8  # color_ratio: muted colour below
 MAX_SPECKLE = 0.01  # background_speckle: coloured dots on the far background above
-MAX_PSNR_LOSS_DB = 0.5  # overall PSNR may fall this far below copy-the-input (a sharp plausible back side costs)
+# overall PSNR may fall this far below copy-the-input's (a sharp plausible back side costs some)
+MAX_PSNR_LOSS_DB = 0.5
 
 
 def quality_bar(summary: dict) -> dict[str, bool]:

@@ -137,8 +137,18 @@ def test_evaluate_command(pipe, tmp_path, capsys):
     assert len(err) == 1 and "--device must be" in err[0]
 
 
-def _summary(model_iou=(0.7, 0.7), model_corr=0.6, ablated_corr=0.3, model_err=0.2, ablated_err=0.3,
-             model_psnr=15.2, sharpness=1.0, color=0.9, speckle=0.005, covisible=18.0):
+def _summary(
+    model_iou=(0.7, 0.7),
+    model_corr=0.6,
+    ablated_corr=0.3,
+    model_err=0.2,
+    ablated_err=0.3,
+    model_psnr=15.2,
+    sharpness=1.0,
+    color=0.9,
+    speckle=0.005,
+    covisible=18.0,
+):
     """A hand-made `evaluate` summary: 2 novel views, the model's IoUs given, every measure inside the bar."""
 
     def method(psnr, ssim, ious, corr, err, sharp, col, speck, cov):
@@ -151,7 +161,9 @@ def _summary(model_iou=(0.7, 0.7), model_corr=0.6, ablated_corr=0.3, model_err=0
         return values
 
     return {
-        "tiny_sv4d": method(model_psnr, 0.6, model_iou, model_corr, model_err, sharpness, color, speckle, covisible),
+        "tiny_sv4d": method(
+            model_psnr, 0.6, model_iou, model_corr, model_err, sharpness, color, speckle, covisible
+        ),
         "copy_input": method(15.5, 0.5, (0.6, 0.6), 0.9, 0.25, 1.0, 1.0, 0.0, 17.0),
         "tiny_sv4d_no_view_attention": method(14.0, 0.4, (0.5, 0.5), ablated_corr, ablated_err, 1, 1, 0, 16),
     }

@@ -87,5 +87,9 @@ def test_a_carried_model_predicts_the_source_model_projected(tmp_path, small):
         error, baseline = (mine - theirs).abs().mean(), (untrained - theirs).abs().mean()
         assert error < 0.5 * baseline, (sigma, error, baseline)
     with pytest.raises(KitInputError, match="latent_scale"):
-        bad = training.TrainConfig(**{**small, "latent_channels": 24, "latent_shift": 0.0, "latent_scale": 1.0})
-        training.init_from_model(training.build_tiny_sv4d(bad), config.init_from, lambda: projection_images(bad))
+        bad = training.TrainConfig(
+            **{**small, "latent_channels": 24, "latent_shift": 0.0, "latent_scale": 1.0}
+        )
+        training.init_from_model(
+            training.build_tiny_sv4d(bad), config.init_from, lambda: projection_images(bad)
+        )

@@ -26,7 +26,9 @@ import torch
 from sv4d_kit.checks import KitInputError
 
 
-def carry_weights(weights: dict[str, torch.Tensor], shapes: dict[str, torch.Size], basis: torch.Tensor) -> dict:
+def carry_weights(
+    weights: dict[str, torch.Tensor], shapes: dict[str, torch.Size], basis: torch.Tensor
+) -> dict:
     """Source UNet tensors -> tensors of the projected model's `shapes`, through `basis` (n × k, orthonormal
     columns). A tensor whose shape already matches is copied; one that reads n latent channels (dim 1, possibly
     several groups of n) gets them times the basis; one that writes n (dim 0) gets the basis' transpose times it."""
@@ -40,7 +42,9 @@ def carry_weights(weights: dict[str, torch.Tensor], shapes: dict[str, torch.Size
         if w.shape[0] != shape[0] and w.shape[0] == n:
             w = torch.einsum("i...,ik->k...", w, basis)  # writes latent channels: (n, ...) -> (k, ...)
         if w.shape != shape:
-            raise KitInputError(f"cannot carry {name} of shape {tuple(weights[name].shape)} into {tuple(shape)}")
+            raise KitInputError(
+                f"cannot carry {name} of shape {tuple(weights[name].shape)} into {tuple(shape)}"
+            )
         out[name] = w
     return out
 

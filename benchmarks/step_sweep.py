@@ -4,7 +4,7 @@ Each row samples the whole EDM schedule of the model's defaults (σ_max → σ_m
 on validation scenes (seeds 50, 51; never the reported seed 0), next to copy-the-input; the default is where the
 measures settle. Writes the rows as JSON:
     python benchmarks/step_sweep.py [--model DIR] [--seed 50] [--scenes 8] [--steps 1 2 5 10 25]
-        [--sampler euler heun] [--json benchmarks/results/step_sweep.json]
+        [--sampler euler heun] [--sigma-min S] [--json benchmarks/results/step_sweep.json]
 """
 
 import argparse
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=50)
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 10, 25])
     parser.add_argument("--sampler", nargs="+", default=["euler"], choices=["euler", "heun"])
+    parser.add_argument("--sigma-min", type=float, default=None, help="override the model's sigma_min")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
@@ -42,6 +43,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = SV4DPipeline.from_pretrained(args.model or "tiny")
     base = dict(pipe.config.sampling)
+    if args.sigma_min is not None:
+        base["sigma_min"] = args.sigma_min
     rows, copy = [], None
     for sampler in args.sampler:
         for steps in args.steps:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.sv4d-kit-ready
 
-.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu clean
+.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu tiny-model-projected clean
 
 $(READY): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ tiny-model: $(READY)
 tiny-model-gpu: $(READY)
 	$(BIN)/sv4d-kit train --output runs/tiny-gpu --config recipes/tiny_gpu_finetune.json --device cuda --workers 12 \
 		--resume --no-progress
+
+# Experiment of issue #20 (run 15 of BENCHMARKS.md, not bundled): the bundled model carried into a 24-channel
+# projected latent and fine-tuned where the whole sampling schedule goes (about an hour on a 2-core CPU).
+tiny-model-projected: $(READY)
+	$(BIN)/sv4d-kit train --output runs/tiny-projected --config recipes/tiny_projected.json --resume --no-progress
 
 format: $(READY)
 	$(BIN)/ruff check --fix .

@@ -140,3 +140,19 @@ def test_stage_2_recipe_is_what_made_the_bundled_model():
 def test_gpu_recipe_is_a_valid_config():
     config = training.TrainConfig.from_dict(_recipe("tiny_gpu_finetune.json"))
     assert config.init_from == TINY and config.P_mean > training.TrainConfig().P_mean
+
+
+def test_projected_recipe_carries_the_bundled_model():
+    """recipes/tiny_projected.json (run 15, issue #20) is run 15's config, but for where it found the bundled model,
+    and carries the bundled lossless latent into a projected one at its scale."""
+    recipe = _recipe("tiny_projected.json")
+    config = training.TrainConfig.from_dict(recipe)
+    record = _bundled_record()["config"]
+    assert config.init_from == TINY and record["latent_channels"] is None
+    assert (config.latent_channels, config.latent_shift, config.latent_scale) == (
+        24,
+        0.0,
+        record["latent_scale"],
+    )
+    assert config.sampling["sigma_min"] <= 0.05 and config.sampling["num_inference_steps"] >= 10
+    assert "--config recipes/tiny_projected.json" in (ROOT / "Makefile").read_text()

@@ -373,25 +373,10 @@ def cmd_evaluate(args) -> None:
         args.device
     )  # noise comes from CPU generators: the same on any device
     tic = time.perf_counter()
-    summary, examples = evaluation.evaluate(
-        pipe,
-        num_scenes=args.scenes,
-        seed=args.seed,
-        frames=args.frames,
-        steps=args.steps,
-        progress=not args.no_progress,
-        keep_examples=3 if args.figure else 0,
-    )
-    between = None
-    if args.between_views:
-        between = evaluation.evaluate_between_views(
-            pipe,
-            num_scenes=args.scenes,
-            seed=args.seed,
-            frames=args.frames,
-            steps=args.steps,
-            progress=not args.no_progress,
-        )
+    scenes = dict(num_scenes=args.scenes, seed=args.seed, frames=args.frames, steps=args.steps,
+                  progress=not args.no_progress)  # fmt: skip
+    summary, examples = evaluation.evaluate(pipe, **scenes, keep_examples=3 if args.figure else 0)
+    between = evaluation.evaluate_between_views(pipe, **scenes) if args.between_views else None
     seconds = time.perf_counter() - tic
     tmp = out.with_name(f".{out.name}.partial")
     data = summary if between is None else {**summary, "between_views": between}

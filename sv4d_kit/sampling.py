@@ -237,6 +237,35 @@ def _churn(x, level, num_steps, s_churn, s_tmin, s_tmax, s_noise, generator):
     return x, sigma_hat
 
 
+def _sample_edm(denoiser, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise, generator,
+                step_end, heun: bool) -> torch.Tensor:  # fmt: skip
+    """The loop of `sample_euler_edm` and `sample_heun_edm` (Karras et al. 2022, Algorithm 2); `heun` adds the
+    2nd-order correction to every step but the last (to sigma = 0, where the slope is undefined)."""
+    extra_args = {} if extra_args is None else extra_args
+    sigmas = _check_sigmas(sigmas, x)
+    s_in = x.new_ones([x.shape[0]])
+    num_steps = len(sigmas) - 1
+    for i in trange(num_steps, disable=disable):
+        x, sigma_hat = _churn(x, sigmas[i], num_steps, s_churn, s_tmin, s_tmax, s_noise, generator)
+        denoised = denoiser(x, sigma_hat, **extra_args)
+        d = (x - denoised) / _append_dims(sigma_hat, x.ndim)  # dx/dsigma of the probability-flow ODE
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
+        dt = _append_dims(s_in * sigmas[i + 1] - sigma_hat, x.ndim)
+        if heun and sigmas[i + 1] != 0:
+            x_euler = x + dt * d
+            sigma_next = s_in * sigmas[i + 1]
+            denoised_next = denoiser(x_euler, sigma_next, **extra_args)
+            d_next = (x_euler - denoised_next) / _append_dims(sigma_next, x.ndim)
+            x = x + dt * (d + d_next) / 2  # Heun step: the mean of the slopes at both ends
+        else:
+            x = x + dt * d  # Euler step
+        if step_end is not None:
+            replaced = step_end(i, x, denoised)
+            x = x if replaced is None else replaced
+    return x
+
+
 @torch.no_grad()
 def sample_euler_edm(
     denoiser,
@@ -258,22 +287,8 @@ def sample_euler_edm(
     `callback(dict)` sees each step before its update (k-diffusion style); `step_end(i, x_next, denoised)` runs
     after it and may return a replacement for x_next (diffusers' `callback_on_step_end`).
     """
-    extra_args = {} if extra_args is None else extra_args
-    sigmas = _check_sigmas(sigmas, x)
-    s_in = x.new_ones([x.shape[0]])
-    num_steps = len(sigmas) - 1
-    for i in trange(num_steps, disable=disable):
-        x, sigma_hat = _churn(x, sigmas[i], num_steps, s_churn, s_tmin, s_tmax, s_noise, generator)
-        denoised = denoiser(x, sigma_hat, **extra_args)
-        d = (x - denoised) / _append_dims(sigma_hat, x.ndim)  # dx/dsigma of the probability-flow ODE
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
-        dt = _append_dims(s_in * sigmas[i + 1] - sigma_hat, x.ndim)
-        x = x + dt * d  # Euler step
-        if step_end is not None:
-            replaced = step_end(i, x, denoised)
-            x = x if replaced is None else replaced
-    return x
+    return _sample_edm(denoiser, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
+                       generator, step_end, heun=False)  # fmt: skip
 
 
 @torch.no_grad()
@@ -298,29 +313,8 @@ def sample_heun_edm(
     sigma = 0, stays an Euler step (one call: N steps cost 2N - 1). `callback` and `step_end` see the denoised
     estimate of the step's first evaluation (at sigma_hat), as Euler's.
     """
-    extra_args = {} if extra_args is None else extra_args
-    sigmas = _check_sigmas(sigmas, x)
-    s_in = x.new_ones([x.shape[0]])
-    num_steps = len(sigmas) - 1
-    for i in trange(num_steps, disable=disable):
-        x, sigma_hat = _churn(x, sigmas[i], num_steps, s_churn, s_tmin, s_tmax, s_noise, generator)
-        denoised = denoiser(x, sigma_hat, **extra_args)
-        d = (x - denoised) / _append_dims(sigma_hat, x.ndim)  # dx/dsigma of the probability-flow ODE
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
-        dt = _append_dims(s_in * sigmas[i + 1] - sigma_hat, x.ndim)
-        if sigmas[i + 1] == 0:
-            x = x + dt * d  # Euler step to sigma = 0 (the slope there is undefined)
-        else:
-            x_euler = x + dt * d
-            sigma_next = s_in * sigmas[i + 1]
-            denoised_next = denoiser(x_euler, sigma_next, **extra_args)
-            d_next = (x_euler - denoised_next) / _append_dims(sigma_next, x.ndim)
-            x = x + dt * (d + d_next) / 2  # Heun step: the mean of the slopes at both ends
-        if step_end is not None:
-            replaced = step_end(i, x, denoised)
-            x = x if replaced is None else replaced
-    return x
+    return _sample_edm(denoiser, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
+                       generator, step_end, heun=True)  # fmt: skip
 
 
 # The samplers a model's `sampling` settings (and the pipeline's `sampler` argument) may name.

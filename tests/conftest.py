@@ -28,3 +28,12 @@ def small() -> dict:
     return dict(image_size=16, frames=2, novel_azimuths_deg=(120.0, 240.0), model_channels=32, channel_mult=(1,),
                 num_head_channels=32, context_dim=32, clip_width=32, clip_layers=1, batch_scenes=2, supersample=1,
                 warmup_steps=0, lr=1e-3, static_fraction=0.5, threads=1, projection_scenes=4)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one thread avoids thread hand-off overhead on a busy machine (`pytestmark` of a module)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,13 +14,7 @@ from sv4d_kit.checks import KitInputError
 AZIMUTHS = [0.0, 30.0, 60.0, 180.0]  # views 0-1-2 overlap a lot, view 3 looks from behind
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread avoids thread hand-off overhead on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,7 @@ from sv4d_kit import metrics as M
 from sv4d_kit import synthetic as S
 from sv4d_kit.checks import KitInputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread avoids thread hand-off overhead on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -263,11 +263,12 @@ def test_build_uncond_batch_stacks_uncond_first(sampling_sets):
 # ----------------------------------------------------------------------------- Euler sampler
 
 
-def test_euler_lands_on_the_single_data_point():
+@pytest.mark.parametrize("sample", [sample_euler_edm, sample_heun_edm], ids=["euler", "heun"])
+def test_sampler_lands_on_the_single_data_point(sample):
     x_star = torch.randn(3, 4, 5, 5)
     sigmas = edm_sigmas(7, 0.002, 80.0)
     x = initial_latent(torch.randn(3, 4, 5, 5), sigmas)
-    out = sample_euler_edm(lambda x, sigma: x_star.expand_as(x), x, sigmas, disable=True)
+    out = sample(lambda x, sigma: x_star.expand_as(x), x, sigmas, disable=True)
     torch.testing.assert_close(out, x_star)
 
 
@@ -364,14 +365,6 @@ def test_heun_is_much_closer_to_the_gaussian_flow_than_euler_with_the_same_steps
     # both converge to the exact flow; Heun is second order (the error quarters when the steps double)
     assert _flow_error(sample_euler_edm, 200) < 0.01 and _flow_error(sample_heun_edm, 200) < 3e-4
     assert 3.5 < _flow_error(sample_heun_edm, 32) / _flow_error(sample_heun_edm, 64) < 4.6
-
-
-def test_heun_lands_on_the_single_data_point():
-    x_star = torch.randn(3, 4, 5, 5)
-    sigmas = edm_sigmas(7, 0.002, 80.0)
-    x = initial_latent(torch.randn(3, 4, 5, 5), sigmas)
-    out = sample_heun_edm(lambda x, sigma: x_star.expand_as(x), x, sigmas, disable=True)
-    torch.testing.assert_close(out, x_star)
 
 
 def test_heun_calls_callback_and_step_end_as_euler_and_the_network_2n_minus_1_times():

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.sv4d-kit-ready
 
-.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu tiny-model-projected clean
+.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu tiny-model-projected tiny-model-simple clean
 
 $(READY): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ tiny-model-gpu: $(READY)
 # projected latent and fine-tuned where the whole sampling schedule goes (about an hour on a 2-core CPU).
 tiny-model-projected: $(READY)
 	$(BIN)/sv4d-kit train --output runs/tiny-projected --config recipes/tiny_projected.json --resume --no-progress
+
+# Experiment of issue #20 (run 16 of BENCHMARKS.md, not bundled): as tiny-model-projected, but trained on the "simple"
+# world (one colour or bands per primitive, 1–3 primitives) with 3600 steps (about 90 minutes on a 2-core CPU).
+tiny-model-simple: $(READY)
+	$(BIN)/sv4d-kit train --output runs/tiny-simple --config recipes/tiny_simple.json --resume --no-progress
 
 format: $(READY)
 	$(BIN)/ruff check --fix .

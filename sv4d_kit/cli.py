@@ -94,8 +94,16 @@ def _add_scene(sub) -> None:
     p.add_argument("--size", type=_positive_int, default=128, help="image size in pixels (default 128)")
     p.add_argument("--elevation", type=float, default=10.0, help="camera elevation in degrees (default 10)")
     p.add_argument("--static", action="store_true", help="render the scene without motion")
+    _add_world(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_scene)
+
+
+def _add_world(p) -> None:
+    from sv4d_kit.synthetic import DEFAULT_WORLD, WORLDS
+
+    p.add_argument("--world", choices=WORLDS, default=DEFAULT_WORLD,
+                   help=f"scene distribution (default {DEFAULT_WORLD}: the bundled model's)")  # fmt: skip
 
 
 def cmd_scene(args) -> None:
@@ -104,7 +112,7 @@ def cmd_scene(args) -> None:
 
     prepare_output_dir(args.output, args.overwrite)  # fail before any work
     start = time.perf_counter()
-    scene = synthetic.make_scene(args.seed, dynamic=not args.static)
+    scene = synthetic.make_scene(args.seed, dynamic=not args.static, world=args.world)
     azimuths = cameras.orbit_azimuths(args.views)
     out = synthetic.render_orbit(
         scene, azimuths, args.elevation, size=args.size, num_frames=args.frames
@@ -337,6 +345,7 @@ def _add_evaluate(sub) -> None:
         help="where the model samples: cpu (default), cuda, cuda:N (metrics: CPU)",
     )
     p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
+    _add_world(p)
     p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--figure", default=None, help="also write a PNG: input | ground truth | generated")
     p.add_argument(
@@ -374,7 +383,7 @@ def cmd_evaluate(args) -> None:
     )  # noise comes from CPU generators: the same on any device
     tic = time.perf_counter()
     scenes = dict(num_scenes=args.scenes, seed=args.seed, frames=args.frames, steps=args.steps,
-                  progress=not args.no_progress)  # fmt: skip
+                  progress=not args.no_progress, world=args.world)  # fmt: skip
     summary, examples = evaluation.evaluate(pipe, **scenes, keep_examples=3 if args.figure else 0)
     between = evaluation.evaluate_between_views(pipe, **scenes) if args.between_views else None
     seconds = time.perf_counter() - tic

@@ -56,6 +56,11 @@ class HeldOutScene:
     elevation_deg: float
     times: torch.Tensor | None = None  # (T,) clip times in [0, 1]
     part: torch.Tensor | None = None  # (T, V+1, 1, H, W) primitive hit per pixel (-1: background)
+    world: str = synthetic.DEFAULT_WORLD  # the scene distribution it comes from (synthetic.WORLDS)
+
+    def make_scene(self) -> synthetic.Scene:
+        """The scene itself (its motion, for baselines that are given the ground-truth motion)."""
+        return synthetic.make_scene(self.seed, dynamic=True, world=self.world)
 
 
 def heldout_scene(
@@ -65,8 +70,10 @@ def heldout_scene(
     size: int,
     frames: int,
     elevation_deg: float = 10.0,
+    world: str = synthetic.DEFAULT_WORLD,
 ) -> HeldOutScene:
-    """Render held-out scene number `index` of evaluation seed `seed` from the input view and the novel views."""
+    """Render held-out scene number `index` of evaluation seed `seed` of `world` from the input view and the novel
+    views."""
     scene_seed = synthetic.heldout_seeds(1, start=synthetic.HELDOUT_SEED_START + seed * 10_000 + index)[0]
     rng = np.random.default_rng([seed, index, 7])
     a0 = float(rng.uniform(0, 360))
@@ -77,9 +84,10 @@ def heldout_scene(
         torch.tensor(azimuths), torch.full((len(azimuths),), elevation_deg), synthetic.DEFAULT_RADIUS
     )
     K = cameras.intrinsics(synthetic.DEFAULT_FOV, size, size)
-    out = synthetic.render(synthetic.make_scene(scene_seed, dynamic=True), E, K, size, size, times)
+    scene = synthetic.make_scene(scene_seed, dynamic=True, world=world)
+    out = synthetic.render(scene, E, K, size, size, times)
     return HeldOutScene(
-        scene_seed, out.rgb, out.alpha, out.depth, E, K, azimuths, elevation_deg, out.times, out.part
+        scene_seed, out.rgb, out.alpha, out.depth, E, K, azimuths, elevation_deg, out.times, out.part, world
     )
 
 
@@ -120,8 +128,10 @@ def evaluate(
     methods: Sequence[str] = METHODS,
     progress: bool = True,
     keep_examples: int = 0,
+    world: str = synthetic.DEFAULT_WORLD,
 ) -> tuple[dict, list]:
-    """Mean metrics per method over `num_scenes` held-out scenes: {method: {metric: value}}, plus examples.
+    """Mean metrics per method over `num_scenes` held-out scenes of `world`: {method: {metric: value}}, plus
+    examples.
 
     Metric names are `metrics.evaluate_matrix`'s (among them sharpness_ratio, color_ratio, background_speckle and
     psnr_covisible_db), for every method; per-view means are flattened as `<metric>_view<v>` so "better on every
@@ -137,7 +147,7 @@ def evaluate(
     sums: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     examples = []
     for i in tqdm(range(num_scenes), desc="held-out scenes", disable=not progress):
-        scene = heldout_scene(i, seed, relative, pipe.config.image_size, frames, elevation_deg)
+        scene = heldout_scene(i, seed, relative, pipe.config.image_size, frames, elevation_deg, world)
         made = {}
         for method in methods:
             matrix = generate(pipe, scene, method, seed=sampling_seed(seed, i), steps=steps)
@@ -314,9 +324,7 @@ def _between_ground_truth(scene: HeldOutScene, relative_between: Sequence[float]
     """Ground truth of a held-out scene at azimuths relative to its input view, at the scene's times."""
     azimuths, E = _between_cameras(scene, relative_between)
     size = scene.images.shape[-1]
-    out = synthetic.render(
-        synthetic.make_scene(scene.seed, dynamic=True), E, scene.K, size, size, scene.times
-    )
+    out = synthetic.render(scene.make_scene(), E, scene.K, size, size, scene.times)
     return out, azimuths
 
 
@@ -341,9 +349,7 @@ def between_view_images(
         from sv4d_kit import warp
 
         _, E = _between_cameras(scene, relative_between)
-        motion = warp.synthetic_motion(
-            synthetic.make_scene(scene.seed, dynamic=True), scene.part[:, 0], scene.times
-        )
+        motion = warp.synthetic_motion(scene.make_scene(), scene.part[:, 0], scene.times)
         images, _ = warp.warp_baseline(
             scene.images[:, 0], scene.depth[:, 0], scene.extrinsics[0], scene.K, E, motion=motion
         )
@@ -367,6 +373,7 @@ def evaluate_between_views(
     progress: bool = True,
     fit_config=None,
     elevation_deg: float = 10.0,
+    world: str = synthetic.DEFAULT_WORLD,
 ) -> dict:
     """Mean metrics per method at the azimuths half-way between the generated views: {method: {metric: value}}.
 
@@ -384,7 +391,7 @@ def evaluate_between_views(
     between = between_azimuths(relative)
     sums: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     for i in tqdm(range(num_scenes), desc="between views", disable=not progress):
-        scene = heldout_scene(i, seed, relative, pipe.config.image_size, frames, elevation_deg)
+        scene = heldout_scene(i, seed, relative, pipe.config.image_size, frames, elevation_deg, world)
         gt, _ = _between_ground_truth(scene, between)
         generated = None
         if any(m in ("nearest_view", "recon4d") for m in methods):

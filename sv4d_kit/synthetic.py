@@ -1,11 +1,14 @@
 """Procedural 4D scenes with exact ground truth (RGB, alpha, depth, cameras), rendered by analytic ray casting.
 
-A scene is 1–4 primitives (sphere, box, cylinder, cone, torus) with patterned, multi-coloured surfaces and a
-motion over the clip time t ∈ [0, 1]: the whole scene spins about +z, and parts spin, bob, pulse, slide or swing
-about a pivot. `make_scene(seed)` is deterministic and always fits inside the unit sphere at every time, so
-`render_orbit` with the default radius and field of view keeps it in frame. Colours depend only on the surface point
-(patterns live in each primitive's own frame; Lambert shading with world-fixed lights), so a point has the same
-colour in every view — the basis of the reprojection tests and metrics.
+A scene is primitives (sphere, box, cylinder, cone, torus) with coloured surfaces and a motion over the clip time
+t ∈ [0, 1]: the whole scene spins about +z, and parts spin, bob, pulse, slide or swing about a pivot. Two worlds:
+"patterned" (the default, the bundled tiny model's) has 1–4 primitives with checkers, sectors, stripes, octants or
+six-coloured faces, whose back sides cannot be told from their fronts; "simple" (an experiment of issue #20, a more
+learnable distribution) has 1–3 primitives, each one colour or two or three bands across its own axis, so an
+object's back is predictable from its front. `make_scene(seed, world=...)` is deterministic and always fits
+inside the unit sphere at every time, so `render_orbit` with the default radius and field of view keeps it in frame.
+Colours depend only on the surface point (patterns live in each primitive's own frame; Lambert shading with
+world-fixed lights), so a point has the same colour in every view — the basis of the reprojection tests and metrics.
 
 Camera conventions are those of `sv4d_kit.cameras` (world +z up, OpenCV axes, world-to-camera extrinsics, pixel
 centres at +0.5). Seeds at or above `HELDOUT_SEED_START` are reserved for held-out evaluation.
@@ -27,9 +30,14 @@ HELDOUT_SEED_START = 1_000_000
 DEFAULT_RADIUS = 2.5  # camera distance from the origin
 DEFAULT_FOV = 48.0  # vertical field of view (degrees): a 0.95-radius sphere at the origin fits with a margin
 SAMPLE_SEED = 18  # the scene of data/ (see `write_sample_data`)
+WORLDS = ("patterned", "simple")
+DEFAULT_WORLD = "patterned"
 _FIT_RADIUS = 0.95  # every scene is scaled so that it stays within this radius at all times
 
 KINDS = ("sphere", "box", "cylinder", "cone", "torus")
+# the surface patterns of each world's primitives, by kind; "solid" is one colour, "bands" are 2–3 colours in bands
+# across the primitive's axis (the same seen from any side)
+SIMPLE_PATTERNS = ("solid", "solid", "bands")
 PATTERNS = {
     "sphere": ("sectors", "checker", "octants", "stripes"),
     "box": ("faces", "checker3d", "octants"),
@@ -85,7 +93,7 @@ class Primitive:
     ]  # sphere (r,), box half-extents (x, y, z), cylinder/cone (radius, half height), torus (R, r)
     position: tuple[float, float, float]  # rest centre
     rotation: tuple[tuple[float, ...], ...]  # rest orientation, local-to-world 3×3
-    pattern: str  # "sectors", "checker", "stripes", "checker3d", "faces" or "octants"
+    pattern: str  # "solid", "bands", "sectors", "checker", "stripes", "checker3d", "faces" or "octants"
     colors: tuple[tuple[float, float, float], ...]
     frequency: int = 4  # sectors / stripes / checks per turn or per size
     motions: tuple[Motion, ...] = ()
@@ -253,11 +261,15 @@ def _random_size(rng: np.random.Generator, kind: str, radius: float) -> tuple[fl
     return (radius * (1 - (f := rng.uniform(0.22, 0.38))), radius * f)  # torus: R + r = radius
 
 
-def _random_primitive(rng: np.random.Generator, kind: str, radius: float, position, rotation) -> Primitive:
-    pattern = str(rng.choice(PATTERNS[kind]))
-    n_colors = {"faces": 6, "octants": 4}.get(pattern, int(rng.integers(2, 4)))
+def _random_primitive(
+    rng: np.random.Generator, kind: str, radius: float, position, rotation, world: str
+) -> Primitive:
+    pattern = str(rng.choice(SIMPLE_PATTERNS if world == "simple" else PATTERNS[kind]))
+    n_colors = {"faces": 6, "octants": 4, "solid": 1}.get(pattern, int(rng.integers(2, 4)))
     colors = tuple(PALETTE[i] for i in rng.permutation(len(PALETTE))[:n_colors])
     frequency = int(rng.integers(3, 7)) if pattern in ("sectors", "stripes") else int(rng.integers(2, 4))
+    if pattern == "bands":
+        frequency = n_colors
     return Primitive(
         kind=kind,
         size=_random_size(rng, kind, radius),
@@ -307,15 +319,16 @@ def _random_motions(rng: np.random.Generator, prim: Primitive, main: Primitive |
     return tuple(motions)
 
 
-def make_scene(seed: int, dynamic: bool = True) -> Scene:
-    """A random 4D object, deterministic in `seed`; `dynamic=False` gives the same object at rest (t = 0 pose
-    without any motion). The scene stays inside a sphere of radius 0.95 at every time."""
+def make_scene(seed: int, dynamic: bool = True, world: str = DEFAULT_WORLD) -> Scene:
+    """A random 4D object of `world` (one of WORLDS), deterministic in `seed`; `dynamic=False` gives the same
+    object at rest (t = 0 pose without any motion). The scene stays inside a sphere of radius 0.95 at every time."""
     seed = checks.integer("seed", seed, minimum=0)
+    world = checks.one_of("world", world, WORLDS)
     rng = np.random.default_rng(seed)
-    n = int(rng.choice([1, 2, 2, 3, 3, 4]))
+    n = int(rng.choice([1, 2, 2, 3, 3, 4] if world == "patterned" else [1, 1, 2, 2, 3]))
     main_radius = rng.uniform(0.45, 0.6)
     main = _random_primitive(
-        rng, str(rng.choice(KINDS)), main_radius, (0.0, 0.0, 0.0), _random_rotation(rng, 50)
+        rng, str(rng.choice(KINDS)), main_radius, (0.0, 0.0, 0.0), _random_rotation(rng, 50), world
     )
     prims = [replace(main, motions=_random_motions(rng, main, None))]
     for _ in range(n - 1):
@@ -324,7 +337,9 @@ def make_scene(seed: int, dynamic: bool = True) -> Scene:
         u /= np.linalg.norm(u)
         radius = main_radius * rng.uniform(0.35, 0.6)
         position = u * (main_radius * rng.uniform(0.75, 1.0) + radius * rng.uniform(0.3, 0.6))
-        part = _random_primitive(rng, str(rng.choice(KINDS)), radius, position, _random_rotation(rng, 90))
+        part = _random_primitive(
+            rng, str(rng.choice(KINDS)), radius, position, _random_rotation(rng, 90), world
+        )
         prims.append(replace(part, motions=_random_motions(rng, part, main)))
     spin = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.5) * math.pi) if rng.uniform() < 0.75 else 0.0
     scene = Scene(seed=int(seed), dynamic=True, primitives=tuple(prims), spin=spin)
@@ -475,7 +490,11 @@ def _pattern_color(prim: Primitive, p: torch.Tensor, n: torch.Tensor) -> torch.T
     """Surface colour at local points p with local normals n. (M, 3), (M, 3) -> (M, 3)"""
     k, L = prim.frequency, prim.bound
     angle = torch.atan2(p[:, 1], p[:, 0]) / (2 * math.pi) + 0.5  # in [0, 1]
-    if prim.pattern == "sectors":
+    if prim.pattern == "solid":
+        index = torch.zeros_like(angle)
+    elif prim.pattern == "bands":
+        index = torch.floor(k * (p[:, 2] / L + 1) / 2).clamp(0, k - 1)
+    elif prim.pattern == "sectors":
         index = torch.floor(k * angle)
     elif prim.pattern == "checker":
         index = torch.floor(2 * k * angle) + torch.floor(k * (p[:, 2] / L + 1))

@@ -262,6 +262,18 @@ def test_scene_command(tmp_path):
     )
     meta = json.loads((tmp_path / "s" / "metadata.json").read_text())
     assert meta["command"] == "scene" and len(meta["cameras"]["azimuths_deg"]) == 2
+    assert meta["parameters"]["world"] == "patterned"
+
+
+def test_scene_command_world(tmp_path, capsys):
+    args = ["scene", "--frames", "1", "--views", "2", "--size", "24", "--seed", "4"]
+    for world in ("simple", "patterned"):
+        assert main(args + ["--output", str(tmp_path / world), "--world", world]) == 0
+    simple, patterned = (imageio.imread(tmp_path / w / "grid.png") for w in ("simple", "patterned"))
+    assert simple.shape == patterned.shape and (simple != patterned).any()
+    assert main(args + ["--output", str(tmp_path / "bad"), "--world", "toys"]) == 2
+    assert_one_error_line(capsys, "world")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_usage_errors_are_one_line(capsys):

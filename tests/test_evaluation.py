@@ -33,6 +33,16 @@ def test_heldout_scenes_are_disjoint_from_training_and_deterministic():
     assert [round((x - a.azimuths_deg[0]) % 360) for x in a.azimuths_deg] == [0, 120, 240]
 
 
+def test_heldout_scenes_come_from_the_chosen_world():
+    patterned = evaluation.heldout_scene(0, 0, [0, 120], 24, 2)
+    simple = evaluation.heldout_scene(0, 0, [0, 120], 24, 2, world="simple")
+    assert patterned.world == synthetic.DEFAULT_WORLD == "patterned" and simple.world == "simple"
+    assert simple.seed == patterned.seed and not torch.equal(simple.images, patterned.images)
+    assert simple.make_scene() == synthetic.make_scene(simple.seed, world="simple")
+    with pytest.raises(KitInputError, match="world"):
+        evaluation.heldout_scene(0, 0, [0, 120], 24, 2, world="toys")
+
+
 def test_evaluate_reports_every_method_and_view(pipe):
     summary, examples = evaluation.evaluate(
         pipe, num_scenes=1, frames=2, steps=1, progress=False, keep_examples=1

@@ -1,6 +1,7 @@
 """Procedural 4D scenes: determinism, motion, ground truth (alpha, depth) and multi-view consistency."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -39,15 +40,53 @@ def test_scenes_are_deterministic_and_seeds_differ():
     assert (a.rgb - c.rgb).abs().mean() > 0.01
 
 
-def test_scenes_have_one_to_four_primitives_and_fit_inside_the_unit_sphere():
-    kinds = set()
+def test_patterned_scenes_have_one_to_four_multicoloured_primitives_and_fit_inside_the_unit_sphere():
+    kinds, counts = set(), set()
     for seed in range(30):
-        scene = S.make_scene(seed)
-        assert 1 <= len(scene.primitives) <= 4
-        assert all(len(p.colors) >= 2 for p in scene.primitives)
+        scene = S.make_scene(seed)  # the default world
+        assert scene == S.make_scene(seed, world="patterned")
+        counts.add(len(scene.primitives))
+        assert all(len(p.colors) >= 2 and p.pattern in S.PATTERNS[p.kind] for p in scene.primitives)
         assert 0.9 < scene.bounding_radius() <= 0.95 + 1e-5
         kinds.update(p.kind for p in scene.primitives)
-    assert kinds == set(S.KINDS)
+    assert kinds == set(S.KINDS) and counts == {1, 2, 3, 4}
+
+
+def test_simple_scenes_have_one_to_three_solid_or_banded_primitives():
+    kinds, counts, patterns = set(), set(), set()
+    for seed in range(40):
+        scene = S.make_scene(seed, world="simple")
+        counts.add(len(scene.primitives))
+        for p in scene.primitives:
+            assert (p.pattern, len(p.colors) == 1) in {("solid", True), ("bands", False)}
+            assert p.pattern == "solid" or p.frequency == len(p.colors) in (2, 3)
+        assert 0.9 < scene.bounding_radius() <= 0.95 + 1e-5
+        kinds.update(p.kind for p in scene.primitives)
+        patterns.update(p.pattern for p in scene.primitives)
+    assert kinds == set(S.KINDS) and counts == {1, 2, 3} and patterns == {"solid", "bands"}
+    assert S.DEFAULT_WORLD == "patterned" and S.make_scene(3, world="simple") != S.make_scene(3)
+
+
+def test_bands_depend_only_on_the_height_along_the_axis_and_use_every_colour_in_order():
+    palette = S.PALETTE[:3]
+    cylinder = S.Primitive("cylinder", (0.3, 0.4), (0.0,) * 3, IDENTITY, "bands", palette, frequency=3)
+    z = torch.linspace(-0.99, 0.99, 7) * cylinder.bound
+    for angle in torch.linspace(0, 2 * math.pi, 5):  # around the axis: the same colours at every angle
+        p = torch.stack([0.3 * torch.cos(angle).expand(7), 0.3 * torch.sin(angle).expand(7), z], dim=-1)
+        colour = S._pattern_color(cylinder, p, torch.zeros_like(p))
+        expected = torch.tensor([palette[i] for i in (0, 0, 1, 1, 1, 2, 2)])
+        torch.testing.assert_close(colour, expected)
+    solid = replace(cylinder, pattern="solid", colors=palette[:1])
+    colour = S._pattern_color(solid, torch.randn(20, 3) * 0.3, torch.zeros(20, 3))
+    assert torch.equal(colour, torch.tensor(palette[:1]).expand(20, 3))
+
+
+def test_a_simple_object_looks_alike_from_opposite_sides():
+    # bands around a vertical axis: front and back show the same colours (what makes the back predictable)
+    cylinder = S.Primitive("cylinder", (0.3, 0.4), (0.0,) * 3, IDENTITY, "bands", S.PALETTE[:2], frequency=2)
+    out = S.render_orbit(S.Scene(0, False, (cylinder,)), [0.0, 180.0], 0.0, size=24, num_frames=1)
+    front, back = (out.rgb[0, v][:, out.alpha[0, v, 0] > 0].mean(-1) for v in (0, 1))
+    assert (front - back).abs().max() < 0.05
 
 
 def test_dynamic_scenes_move_and_static_scenes_do_not():
@@ -272,6 +311,7 @@ E1, K1 = C.orbit_extrinsics([0.0], [0.0], 2.5), C.intrinsics(45.0, 16)
         (lambda: S.render_orbit(SCENE, [0.0], 0.0, num_frames=0), "num_frames"),
         (lambda: S.make_scene(-1), "seed"),
         (lambda: S.make_scene(1.5), "seed"),
+        (lambda: S.make_scene(1, world="toys"), "world"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_parameter(call, name):

@@ -114,7 +114,7 @@ def test_stage_1_recipe_is_what_the_bundled_model_started_from():
     assert not differ, differ
     # the fields added after stage 1 ran hold the values that reproduce it
     assert {k: recipe[k] for k in set(recipe) - set(record)} == dict(
-        latent_channels=None, projection_scenes=48, loss="l2", init_from=None
+        latent_channels=None, projection_scenes=48, loss="l2", init_from=None, world="patterned"
     )
     config = training.TrainConfig.from_dict(recipe)
     assert config.to_dict() == {**training.TrainConfig().to_dict(), "sampling": record["sampling"]}
@@ -127,7 +127,8 @@ def test_stage_2_recipe_is_what_made_the_bundled_model():
     recipe = _recipe("tiny_finetune.json")
     config = training.TrainConfig.from_dict(recipe).to_dict()
     record = _bundled_record()
-    assert config.keys() == record["config"].keys()
+    assert config.keys() - {"world"} == record["config"].keys()  # world: a field added later
+    assert config["world"] == "patterned"
     differ = {k: (config[k], v) for k, v in record["config"].items() if config[k] != v}
     assert differ.keys() == {"init_from", "sampling"}, differ
     assert (
@@ -156,3 +157,20 @@ def test_projected_recipe_carries_the_bundled_model():
     )
     assert config.sampling["sigma_min"] <= 0.05 and config.sampling["num_inference_steps"] >= 10
     assert "--config recipes/tiny_projected.json" in (ROOT / "Makefile").read_text()
+
+
+def test_simple_world_recipe_carries_the_bundled_model_into_the_simple_world():
+    """recipes/tiny_simple.json (run 16, issue #20): the bundled model carried into a projected latent and trained
+    on the simple world down to σ ≈ 0."""
+    config = training.TrainConfig.from_dict(_recipe("tiny_simple.json"))
+    record = _bundled_record()["config"]
+    assert config.init_from == TINY and record["latent_channels"] is None and "world" not in record
+    assert (config.world, config.latent_channels, config.latent_shift, config.loss) == (
+        "simple",
+        24,
+        0.0,
+        "l2",
+    )
+    assert config.latent_scale == record["latent_scale"]
+    assert config.sampling["sigma_min"] <= 0.05 and config.sampling["num_inference_steps"] >= 10
+    assert "--config recipes/tiny_simple.json" in (ROOT / "Makefile").read_text()

@@ -31,3 +31,20 @@ def test_projection_images_cover_every_frame_and_view(small):
     images = training.projection_images(config)
     assert images.shape == (5 * 2 * 3, 3, 16, 16)  # scenes x frames x (input + 2 novel views)
     assert torch.equal(images, training.projection_images(config))
+
+
+def test_batches_come_from_the_configured_world(small, monkeypatch):
+    from sv4d_kit import synthetic
+
+    worlds = []
+    make_scene = synthetic.make_scene
+
+    def recording(seed, dynamic=True, world=synthetic.DEFAULT_WORLD):
+        worlds.append(world)
+        return make_scene(seed, dynamic=dynamic, world=world)
+
+    monkeypatch.setattr(synthetic, "make_scene", recording)
+    patterned = training.make_batch(training.TrainConfig(**small, steps=10), 3)
+    simple = training.make_batch(training.TrainConfig(**small, steps=10, world="simple"), 3)
+    assert worlds == ["patterned"] * 2 + ["simple"] * 2  # two scenes a batch
+    assert not torch.equal(simple.images, patterned.images)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from sv4d_kit.checks import KitInputError, fraction, integer, number, one_of, positive
 from sv4d_kit.models.latent import check_latent_channels
 from sv4d_kit.sampling import check_settings
+from sv4d_kit.synthetic import WORLDS
 
 LOSSES = ("l2", "l1")  # the values of TrainConfig.loss (objective.regression_loss)
 
@@ -42,6 +43,9 @@ class TrainConfig:
     elevation_range_deg: tuple[float, float] = (0.0, 20.0)  # camera elevation, uniform
     num_train_scenes: int = 200_000  # scene seeds are drawn from synthetic.training_seeds(num_train_scenes)
     supersample: int = 2  # anti-aliasing of the renderer
+    # the scene distribution (synthetic.WORLDS): "patterned" (checkers, sectors, faces; 1–4 primitives), the
+    # bundled model's, or "simple" (one colour or bands per primitive, 1–3 primitives; issue #20's experiment)
+    world: str = "patterned"
     latent_shift: float = 0.80  # space-to-depth latents are (pixels - shift) * scale: ~zero mean, unit std
     latent_scale: float = 2.1
     # None: the lossless 3·f² channels; k: the top-k principal directions of the f×f blocks (a linear autoencoder
@@ -133,6 +137,7 @@ class TrainConfig:
             number(name, getattr(self, name))
         number("weight_decay", self.weight_decay, minimum=0)
         one_of("loss", self.loss, LOSSES)
+        one_of("world", self.world, WORLDS)
         for name in ("static_fraction", "static_mix", "p_uncond", "p_mask_view", "min_lr_ratio"):
             fraction(name, getattr(self, name))
         if self.init_from is not None and not isinstance(self.init_from, str):

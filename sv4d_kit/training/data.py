@@ -67,7 +67,7 @@ def make_batch(
         t0 = int(rng.integers(0, config.clip_frames - T + 1))
         if b not in scenes:  # another process's scene: its parameters are drawn, it is not rendered
             continue
-        scene = synthetic.make_scene(seed, dynamic=not is_static)
+        scene = synthetic.make_scene(seed, dynamic=not is_static, world=config.world)
         times = torch.arange(t0, t0 + T, dtype=torch.float32) / max(config.clip_frames - 1, 1)
         azims = [a0] + [(a0 + a) % 360 for a in config.novel_azimuths_deg]
         E = cameras.orbit_extrinsics(

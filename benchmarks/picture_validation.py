@@ -1,7 +1,7 @@
 """A picture of a model's samples on validation scenes: per scene, input | ground truth | model, views across.
 
 python benchmarks/picture_validation.py MODEL OUT.png ["key=value;..." over the model's sampling settings]
-    [--scenes 3] [--seed 50]
+    [--scenes 3] [--seed 50] [--world patterned]
 """
 
 import argparse
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("setting", nargs="?", default="")
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=50)
+    parser.add_argument("--world", default="patterned", help="scene distribution (synthetic.WORLDS)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = SV4DPipeline.from_pretrained(args.model)
@@ -34,7 +35,8 @@ def main() -> None:
     pipe.register_to_config(sampling=options)
     examples = []
     for i in range(args.scenes):
-        scene = evaluation.heldout_scene(i, args.seed, pipe.default_azimuths(), pipe.config.image_size, 4)
+        size = pipe.config.image_size
+        scene = evaluation.heldout_scene(i, args.seed, pipe.default_azimuths(), size, 4, world=args.world)
         matrix = evaluation.generate(pipe, scene, "tiny_sv4d", seed=evaluation.sampling_seed(args.seed, i))
         examples.append((scene, {"tiny_sv4d": matrix}))
     imageio.imwrite(args.out, evaluation.comparison_image(examples, frames=[0]))

@@ -39,18 +39,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--picture", required=True)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     precondition = patched_preconditioning(args.sigma_data)
     sampling.vscaling_edm_cnoise = precondition  # what `sampling.denoise` calls
     objective.vscaling_edm_cnoise = precondition  # what the training objective calls
     values = json.loads(Path(args.config).read_text())
-    values.update(init_from=args.model, steps=args.steps, lr=args.lr, warmup_steps=20)
+    values.update(init_from=args.model, steps=args.steps, lr=args.lr, warmup_steps=20, threads=args.threads)
     config = training.TrainConfig.from_dict(values)
     pipe, losses = training.train(config, args.run, progress=False, log_every=50)
     torch.set_num_threads(1)
     examples = []
     for i in range(4):
-        scene = evaluation.heldout_scene(i, 50, pipe.default_azimuths(), pipe.config.image_size, 4)
+        size = pipe.config.image_size
+        scene = evaluation.heldout_scene(i, 50, pipe.default_azimuths(), size, 4, world=config.world)
         matrix = evaluation.generate(pipe, scene, "tiny_sv4d", seed=evaluation.sampling_seed(50, i))
         examples.append((scene, {"tiny_sv4d": matrix}))
     imageio.imwrite(args.picture, evaluation.comparison_image(examples, frames=[0]))

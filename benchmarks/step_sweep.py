@@ -4,7 +4,7 @@ Each row samples the whole EDM schedule of the model's defaults (σ_max → σ_m
 on validation scenes (seeds 50, 51; never the reported seed 0), next to copy-the-input; the default is where the
 measures settle. Writes the rows as JSON:
     python benchmarks/step_sweep.py [--model DIR] [--seed 50] [--scenes 8] [--steps 1 2 5 10 25]
-        [--sampler euler heun] [--sigma-min S] [--json benchmarks/results/step_sweep.json]
+        [--sampler euler heun] [--sigma-min S] [--world patterned] [--json benchmarks/results/step_sweep.json]
 """
 
 import argparse
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 10, 25])
     parser.add_argument("--sampler", nargs="+", default=["euler"], choices=["euler", "heun"])
     parser.add_argument("--sigma-min", type=float, default=None, help="override the model's sigma_min")
+    parser.add_argument("--world", default="patterned", help="scene distribution (synthetic.WORLDS)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
@@ -51,7 +52,9 @@ def main() -> None:
             pipe.register_to_config(sampling={**base, "sampler": sampler, "num_inference_steps": steps})
             methods = ("tiny_sv4d",) if copy else ("tiny_sv4d", "copy_input")
             tic = time.perf_counter()
-            summary, _ = evaluation.evaluate(pipe, args.scenes, args.seed, methods=methods, progress=False)
+            summary, _ = evaluation.evaluate(
+                pipe, args.scenes, args.seed, methods=methods, progress=False, world=args.world
+            )
             seconds = time.perf_counter() - tic
             copy = copy or summary["copy_input"]
             row = {"sampler": sampler, "steps": steps, "seconds": seconds,

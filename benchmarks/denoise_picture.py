@@ -11,9 +11,9 @@ as it was, 0 = removed).
 import argparse
 
 import imageio.v2 as imageio
-import numpy as np
 import torch
 
+from sv4d_kit import media, synthetic
 from sv4d_kit.models.autoencoder import decode_latents
 from sv4d_kit.pipeline import SV4DPipeline
 from sv4d_kit.sampling import denoise
@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("out")
-    parser.add_argument("--world", default="patterned", help="scene distribution (synthetic.WORLDS)")
+    parser.add_argument("--world", choices=synthetic.WORLDS, default=synthetic.DEFAULT_WORLD)
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = SV4DPipeline.from_pretrained(args.model)
@@ -58,9 +58,7 @@ def main() -> None:
                 print("  per channel var : model / Wiener: " + ", ".join(
                     f"{v:.2f} : {e:.2f} / {w:.2f}" for v, e, w in zip(variance.tolist(), error.tolist(),
                                                                       wiener.tolist())))  # fmt: skip
-    image = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).permute(1, 2, 0).numpy()
-    image = np.kron(image, np.ones((3, 3, 1)))
-    imageio.imwrite(args.out, (image.clip(0, 1) * 255).round().astype(np.uint8))
+    imageio.imwrite(args.out, media.grid_image(torch.stack(rows, dim=1), factor=3))  # rows down, views across
 
 
 if __name__ == "__main__":

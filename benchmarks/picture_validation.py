@@ -9,7 +9,7 @@ import argparse
 import imageio.v2 as imageio
 import torch
 
-from sv4d_kit import evaluation
+from sv4d_kit import evaluation, synthetic
 from sv4d_kit.pipeline import SV4DPipeline
 
 TEXT_KEYS = ("guider", "sampler")
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("setting", nargs="?", default="")
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=50)
-    parser.add_argument("--world", default="patterned", help="scene distribution (synthetic.WORLDS)")
+    parser.add_argument("--world", choices=synthetic.WORLDS, default=synthetic.DEFAULT_WORLD)
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = SV4DPipeline.from_pretrained(args.model)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from sv4d_kit import evaluation
+from sv4d_kit import evaluation, synthetic
 from sv4d_kit.pipeline import SV4DPipeline
 
 KEYS = (
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 10, 25])
     parser.add_argument("--sampler", nargs="+", default=["euler"], choices=["euler", "heun"])
     parser.add_argument("--sigma-min", type=float, default=None, help="override the model's sigma_min")
-    parser.add_argument("--world", default="patterned", help="scene distribution (synthetic.WORLDS)")
+    parser.add_argument("--world", choices=synthetic.WORLDS, default=synthetic.DEFAULT_WORLD)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()

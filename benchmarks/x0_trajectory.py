@@ -8,10 +8,9 @@ first 4 latents of the chunk after each step, one row per step (σ_max at the to
 import argparse
 
 import imageio.v2 as imageio
-import numpy as np
 import torch
 
-from sv4d_kit import evaluation
+from sv4d_kit import evaluation, media, synthetic
 from sv4d_kit.models.autoencoder import decode_latents
 from sv4d_kit.pipeline import SV4DPipeline
 
@@ -20,7 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("out")
-    parser.add_argument("--world", default="patterned", help="scene distribution (synthetic.WORLDS)")
+    parser.add_argument("--world", choices=synthetic.WORLDS, default=synthetic.DEFAULT_WORLD)
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = SV4DPipeline.from_pretrained(args.model)
@@ -36,9 +35,7 @@ def main() -> None:
     relative = [(a - scene.azimuths_deg[0]) % 360 for a in scene.azimuths_deg]
     pipe(scene.images[:, 0], elevations_deg=scene.elevation_deg, azimuths_deg=relative,
          generator=torch.Generator().manual_seed(0), callback_on_step_end=keep)  # fmt: skip
-    image = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).permute(1, 2, 0).numpy()
-    image = np.kron(image, np.ones((2, 2, 1)))
-    imageio.imwrite(args.out, (image.clip(0, 1) * 255).round().astype(np.uint8))
+    imageio.imwrite(args.out, media.grid_image(torch.stack(rows, dim=1), factor=2))  # rows down, views across
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.sv4d-kit-ready
 
-.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu tiny-model-projected tiny-model-simple clean
+.PHONY: demo test notebooks lint format golden bench tiny-model tiny-model-gpu tiny-model-projected tiny-model-simple tiny-model-sigma-data clean
 
 $(READY): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ tiny-model-projected: $(READY)
 # world (one colour or bands per primitive, 1–3 primitives) with 3600 steps (about 90 minutes on a 2-core CPU).
 tiny-model-simple: $(READY)
 	$(BIN)/sv4d-kit train --output runs/tiny-simple --config recipes/tiny_simple.json --resume --no-progress
+
+# Experiment of issue #20 (run 18 of BENCHMARKS.md): as tiny-model-simple, but the denoiser's V-scaling assumes each
+# latent channel's own std (TrainConfig.sigma_data "per_channel"), 2000 steps (about 75 minutes on a 2-core CPU).
+tiny-model-sigma-data: $(READY)
+	$(BIN)/sv4d-kit train --output runs/tiny-sigma-data --config recipes/tiny_simple_sigma_data.json --resume \
+		--no-progress
 
 format: $(READY)
 	$(BIN)/ruff check --fix .

@@ -49,7 +49,7 @@ def main() -> None:
     with torch.no_grad():
         for s in SIGMAS:
             x = x0 + s * torch.randn(x0.shape, generator=g)
-            D = denoise(network, x, torch.tensor(s), c)
+            D = denoise(network, x, torch.tensor(s), c, pipe.config.sigma_data)
             rows.append(decode_latents(vae, D)[:4])
             print(f"sigma {s:5.2f}: latent MSE {((D - x0) ** 2).mean():.4f} (noisy input {s * s:.4f})")
             if s in (0.3, 1.0):

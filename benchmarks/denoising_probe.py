@@ -58,7 +58,7 @@ def main() -> None:
     with torch.no_grad():
         for s in SIGMAS:
             x = x0 + s * torch.randn(x0.shape, generator=g)
-            D = denoise(network, x, torch.tensor(s), cat)
+            D = denoise(network, x, torch.tensor(s), cat, pipe.config.sigma_data)
             error = ((D - x0) ** 2).mean(1)  # (B*T*V, 8, 8) per latent pixel
             # the same in pixels: decoded D against the rendered images, both in [0, 1]
             pixels = torch.nn.functional.pixel_unshuffle(decode_latents(vae, D) - (targets + 1) / 2, f)

@@ -108,6 +108,17 @@ def guidance_scale(kind: str, T: int, V: int, min_scale: float, max_scale: float
     raise KitInputError(f"guider must be one of {GUIDERS}, got {kind!r}")
 
 
+def check_sigma_data(sigma_data) -> float | list[float] | None:
+    """A pipeline's `sigma_data`: None, a number > 0, or a non-empty list of them (one per latent channel)."""
+    if sigma_data is None:
+        return None
+    if isinstance(sigma_data, (list, tuple)) and sigma_data:
+        return [checks.positive(f"sigma_data[{i}]", v) for i, v in enumerate(sigma_data)]
+    if isinstance(sigma_data, (list, tuple)):
+        raise KitInputError("sigma_data must be a number > 0 or a non-empty list of them, got []")
+    return checks.positive("sigma_data", sigma_data)
+
+
 class SV4DPipeline(DiffusionPipeline):
     """SV4D 2.0 generation: conditioner -> EDM sampling (Euler or Heun) of the UNet -> VAE decode, chunk by chunk."""
 
@@ -123,6 +134,7 @@ class SV4DPipeline(DiffusionPipeline):
         num_views: int | None = None,
         image_size: int = 576,
         sampling: dict | None = None,
+        sigma_data: float | list[float] | None = None,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -137,7 +149,14 @@ class SV4DPipeline(DiffusionPipeline):
             sampling=dict(
                 sampling or {}
             ),  # defaults of __call__ for this model (`SAMPLING_KEYS`), e.g. its steps
+            # the data std its denoiser's V-scaling assumes (`sampling.preconditioning`): None is SV4D 2.0's 1;
+            # a kit-trained model may have one per latent channel
+            sigma_data=check_sigma_data(sigma_data),
         )
+        channels = getattr(unet.config, "out_channels", None) if unet is not None else None
+        if isinstance(self.config.sigma_data, list) and len(self.config.sigma_data) != channels:
+            raise KitInputError(f"sigma_data has {len(self.config.sigma_data)} values, the UNet's latents "
+                                f"{channels} channels")  # fmt: skip
         self._offload_device = None
 
     @classmethod
@@ -439,11 +458,15 @@ class SV4DPipeline(DiffusionPipeline):
             shape = (T * V, self.unet.config.out_channels, h, w)  # (T*V, 4, h, w) for SV4D 2.0
             noise = torch.randn(shape, generator=generator, device=generator.device)
             noise = noise.to(device, dtype)
-            latents = sampling.initial_latent(noise, sigmas)
+            latents = sampling.initial_latent(noise, sigmas, self.config.sigma_data)
 
             # 7. Denoising loop: Euler (or Heun) steps, with the reference's optional churn, of the guided denoiser
             denoiser = sampling.make_denoiser(
-                self.unet, scale, image_only_indicator=0.0 if first else 1.0, skip_unguided=True
+                self.unet,
+                scale,
+                image_only_indicator=0.0 if first else 1.0,
+                skip_unguided=True,
+                sigma_data=self.config.sigma_data,
             )  # guidance 1 everywhere: the unconditional half is skipped
 
             def step_end(i, latents, denoised, chunk=chunk):

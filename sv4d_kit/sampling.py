@@ -46,9 +46,13 @@ def edm_sigmas(
     return torch.cat([sigmas, sigmas.new_zeros(1)])  # (n,) -> (n+1,): the last step lands on sigma = 0
 
 
-def initial_latent(noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Scale unit noise to the first level of a V-scaled EDM chain: x_0 = noise * sqrt(1 + sigma_0^2)."""
-    return noise * torch.sqrt(1.0 + sigmas[0] ** 2.0)
+def initial_latent(noise: torch.Tensor, sigmas: torch.Tensor, sigma_data=None) -> torch.Tensor:
+    """Scale unit noise to the first level of a V-scaled EDM chain: x_0 = noise * sqrt(sigma_data^2 + sigma_0^2)
+    (sigma_data 1, SV4D 2.0's, unless given: a number, or one per latent channel)."""
+    if sigma_data is None:
+        return noise * torch.sqrt(1.0 + sigmas[0] ** 2.0)
+    sd = _channel_dims(torch.as_tensor(sigma_data, dtype=noise.dtype, device=noise.device), noise.ndim)
+    return noise * torch.sqrt(sd**2 + sigmas[0] ** 2.0)
 
 
 def vscaling_edm_cnoise(sigma: torch.Tensor):
@@ -63,11 +67,39 @@ def vscaling_edm_cnoise(sigma: torch.Tensor):
     return c_skip, c_out, c_in, c_noise
 
 
-def denoise(model_fn, x: torch.Tensor, sigma: torch.Tensor, cond) -> torch.Tensor:
-    """The preconditioned denoiser of Karras et al. (2022), eq. 7: c_skip x + c_out F(c_in x, c_noise)."""
+def _channel_dims(sigma_data: torch.Tensor, ndim: int) -> torch.Tensor:
+    """sigma_data () or (C,) -> broadcastable over (N, C, h, w): () or (1, C, 1, 1)."""
+    return sigma_data if sigma_data.ndim == 0 else sigma_data.reshape(1, -1, *([1] * (ndim - 2)))
+
+
+def vscaling_edm_sigma_data(sigma: torch.Tensor, sigma_data: torch.Tensor):
+    """The V-scaling preconditioning for data of standard deviation sigma_data (Karras et al. 2022, table 1, with
+    the v-objective's sign), EDM's c_noise:
+
+        c_skip = sd^2/(s^2+sd^2),  c_out = -s sd/sqrt(s^2+sd^2),  c_in = 1/sqrt(s^2+sd^2),  c_noise = ln(s)/4
+
+    sigma_data 1 is `vscaling_edm_cnoise`. One sigma_data per latent channel (C,) with sigma (N, 1, 1, 1) gives
+    (N, C, 1, 1) factors (c_noise stays like sigma): the skip is then each channel's Wiener filter, so a channel
+    the data hardly uses passes hardly any noise, and the network need not cancel it."""
+    sd = _channel_dims(sigma_data.to(sigma), sigma.ndim)
+    total = sigma**2 + sd**2
+    return sd**2 / total, -sigma * sd / total**0.5, 1.0 / total**0.5, 0.25 * sigma.log()
+
+
+def preconditioning(sigma: torch.Tensor, sigma_data=None):
+    """(c_skip, c_out, c_in, c_noise) of a V-scaled denoiser: SV4D 2.0's (`vscaling_edm_cnoise`) when sigma_data
+    is None, else `vscaling_edm_sigma_data` (a number, or one per latent channel)."""
+    if sigma_data is None:
+        return vscaling_edm_cnoise(sigma)
+    return vscaling_edm_sigma_data(sigma, torch.as_tensor(sigma_data))
+
+
+def denoise(model_fn, x: torch.Tensor, sigma: torch.Tensor, cond, sigma_data=None) -> torch.Tensor:
+    """The preconditioned denoiser of Karras et al. (2022), eq. 7: c_skip x + c_out F(c_in x, c_noise), with
+    SV4D 2.0's V-scaling (sigma_data 1) unless `sigma_data` is given (see `preconditioning`)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
-    c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(_append_dims(sigma, x.ndim))
+    c_skip, c_out, c_in, c_noise = preconditioning(_append_dims(sigma, x.ndim), sigma_data)
     return model_fn(x * c_in, c_noise.reshape(sigma.shape), cond) * c_out + x * c_skip
 
 
@@ -176,14 +208,14 @@ def build_uncond_batch(
     return torch.cat([x, x]), torch.cat([sigma, sigma]), batch
 
 
-def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = False):
+def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = False, sigma_data=None):
     """Wrap an SV4D UNet into the guided denoiser `denoiser(x, sigma, cond, uncond)` that the samplers call.
 
     `unet(x, timesteps, context, y, cond_view, cond_motion, image_only_indicator, num_video_frames)` is the
     reference forward; x gets `concat` appended on channels and timesteps are c_noise, one per frame. `scale`
     is the per-frame guidance scale (see `linear_scale`, `spatiotemporal_scale`). The reference always runs the
     [uncond; cond] pair; with `skip_unguided` and every scale 1 (where guidance returns the conditional half) only
-    the conditional half runs: half the network cost, equal up to float rounding.
+    the conditional half runs: half the network cost, equal up to float rounding. `sigma_data` as in `denoise`.
     """
     unguided = skip_unguided and bool(torch.all(torch.as_tensor(scale) == 1))
 
@@ -208,9 +240,9 @@ def make_denoiser(unet, scale, image_only_indicator=0.0, skip_unguided: bool = F
                 indicator = indicator.reshape(-1, x.shape[0])[-1:]  # the cond row of a (2, N) indicator
             else:
                 indicator = x.new_full((1, x.shape[0]), float(indicator))
-            return denoise(network, x, sigma, {**cond, "image_only_indicator": indicator})
+            return denoise(network, x, sigma, {**cond, "image_only_indicator": indicator}, sigma_data)
         x2, sigma2, batch = build_uncond_batch(x, sigma, cond, uncond, image_only_indicator)
-        return guide(denoise(network, x2, sigma2, batch), scale)
+        return guide(denoise(network, x2, sigma2, batch, sigma_data), scale)
 
     return denoiser
 

@@ -275,3 +275,33 @@ def test_unknown_sampler_is_one_line(bundled):
     with pytest.raises(KitInputError) as info:
         bundled(torch.rand(3, 32, 32), num_inference_steps=1, sampler="bogus", progress=False)
     assert str(info.value) == "sampler must be one of euler, heun, got 'bogus'"
+
+
+def test_sigma_data_changes_the_denoiser_and_survives_save_load(pipe, frames, tmp_path):
+    """A kit-trained model may carry its data's std per latent channel (`sigma_data`): the pipeline's denoiser
+    and first latent use it, 1 everywhere is SV4D 2.0's V-scaling, and it survives save/load."""
+    c, C = pipe.config, pipe.unet.config.out_channels
+
+    def model(sigma_data):
+        return SV4DPipeline(pipe.unet, pipe.conditioner, pipe.vae, variant=c.variant, frames_per_chunk=3,
+                            num_views=2, image_size=SIZE, sigma_data=sigma_data)  # fmt: skip
+
+    ones, spread = model([1.0] * C), model([0.5 + i for i in range(C)])
+    base = run(pipe, frames[:3]).images
+    torch.testing.assert_close(run(ones, frames[:3]).images, base)
+    assert (run(spread, frames[:3]).images - base).abs().max() > 1e-3
+    spread.save_pretrained(tmp_path / "model")
+    loaded = SV4DPipeline.from_pretrained(tmp_path / "model")
+    assert loaded.config.sigma_data == [0.5 + i for i in range(C)]
+    assert torch.equal(run(loaded, frames[:3]).images, run(spread, frames[:3]).images)
+
+
+@pytest.mark.parametrize(
+    "sigma_data, message",
+    [(0.0, r"^sigma_data must be a finite number > 0"), ([1.0, -1.0], r"^sigma_data\[1\] must be"),
+     ([], "^sigma_data must be a number > 0 or a non-empty list"), ("x", "^sigma_data must be a finite"),
+     ([1.0, 1.0], "^sigma_data has 2 values, the UNet's latents 4 channels")],
+)  # fmt: skip
+def test_bad_sigma_data_is_one_line(pipe, sigma_data, message):
+    with pytest.raises(KitInputError, match=message):
+        SV4DPipeline(pipe.unet, pipe.conditioner, pipe.vae, variant=pipe.config.variant, sigma_data=sigma_data)

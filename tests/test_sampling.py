@@ -23,11 +23,13 @@ from sv4d_kit.sampling import (
     initial_latent,
     linear_scale,
     make_denoiser,
+    preconditioning,
     sample_euler_edm,
     sample_heun_edm,
     spatiotemporal_scale,
     triangle_scale,
     vscaling_edm_cnoise,
+    vscaling_edm_sigma_data,
 )
 
 
@@ -190,6 +192,44 @@ def test_initial_latent_has_the_v_scaled_variance():
     torch.testing.assert_close(
         initial_latent(noise, sigmas), noise * math.sqrt(1 + 700.0**2), rtol=1e-5, atol=0
     )
+
+
+def test_sigma_data_one_is_sv4d_s_v_scaling():
+    sigma = torch.logspace(-3, 3, 25).view(-1, 1, 1, 1)
+    for ours, reference in zip(preconditioning(sigma, 1.0), vscaling_edm_cnoise(sigma)):
+        torch.testing.assert_close(ours, reference)
+    assert all(torch.equal(a, b) for a, b in zip(preconditioning(sigma), vscaling_edm_cnoise(sigma)))
+
+
+def test_per_channel_sigma_data_makes_the_skip_each_channel_s_wiener_filter():
+    """Gaussian data with std sd[c] per channel: the network target (x0 - c_skip x) / c_out has unit variance in
+    every channel (EDM's c_in/c_out design), and with a network that outputs 0 the denoiser is the MMSE estimate
+    sd²/(sd² + σ²) x, so a channel the data hardly uses keeps hardly any of its noise."""
+    gen = torch.Generator().manual_seed(0)
+    sd = torch.tensor([4.0, 1.0, 0.1])
+    x0 = torch.randn(20000, 3, 1, 1, generator=gen) * sd.view(1, 3, 1, 1)
+    for level in (0.3, 1.0, 10.0):
+        sigma = torch.full((20000, 1, 1, 1), level)
+        x = x0 + sigma * torch.randn(x0.shape, generator=gen)
+        c_skip, c_out, c_in, c_noise = vscaling_edm_sigma_data(sigma, sd)
+        assert c_skip.shape == (20000, 3, 1, 1) and c_noise.shape == sigma.shape
+        target = (x0 - c_skip * x) / c_out
+        torch.testing.assert_close(target.std(dim=(0, 2, 3)), torch.ones(3), rtol=0.03, atol=0)
+        torch.testing.assert_close((x * c_in).std(dim=(0, 2, 3)), torch.ones(3), rtol=0.03, atol=0)
+        zero = denoise(lambda x_in, c_noise, cond: torch.zeros_like(x_in), x, sigma.flatten(), None, sd)
+        torch.testing.assert_close(zero, x * (sd**2 / (sd**2 + level**2)).view(1, 3, 1, 1))
+        # the MMSE error of each channel: sd² σ² / (sd² + σ²), far below σ² where sd << σ
+        error = (zero - x0).square().mean(dim=(0, 2, 3))
+        torch.testing.assert_close(error, sd**2 * level**2 / (sd**2 + level**2), rtol=0.05, atol=0)
+    assert float(error[2]) < 0.0105  # at σ = 10 the 0.1-std channel keeps its variance 0.01, not σ² = 100
+
+
+def test_initial_latent_with_sigma_data_per_channel():
+    noise = torch.ones(2, 3, 4, 4)
+    sigmas = torch.tensor([2.0, 1.0, 0.0])
+    out = initial_latent(noise, sigmas, [1.0, 2.0, 0.5])
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([5.0, 8.0, 4.25]).sqrt())
+    torch.testing.assert_close(initial_latent(noise, sigmas, 1.0), initial_latent(noise, sigmas))
 
 
 # ----------------------------------------------------------------------------- guidance

@@ -8,6 +8,8 @@ from safetensors.torch import load_file
 
 from sv4d_kit import training
 from sv4d_kit.checks import KitInputError
+from sv4d_kit.pipeline import SV4DPipeline
+from sv4d_kit.training.model import measure_sigma_data
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, small):
@@ -77,3 +79,27 @@ def test_init_from_fine_tunes_an_exported_model_and_rejects_a_mismatch(tmp_path,
     with pytest.raises(KitInputError, match="not an exported model folder"):
         training.train(replace(config, init_from=str(tmp_path / "nowhere")), tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_resume_keeps_a_carried_latent_space_and_its_measured_sigma_data(tmp_path, small):
+    """A run carried into a projected latent (fitted about the source's shift, not the mean) with sigma_data
+    measured per channel resumes in that latent space with that sigma_data: the resumed run and its export are
+    the uninterrupted run's."""
+    source = training.build_tiny_sv4d(training.TrainConfig(**small, steps=1), seed=5)
+    training.export(source, tmp_path / "source", fp16=False)
+    config = training.TrainConfig(**small, steps=3, checkpoint_every=1, latent_channels=6, latent_shift=0.0,
+                                  init_from=str(tmp_path / "source"), sigma_data="per_channel")  # fmt: skip
+    full_pipe, full = training.train(config, tmp_path / "full", progress=False)
+    sigma_data = full_pipe.config.sigma_data
+    assert sigma_data == measure_sigma_data(full_pipe.vae, training.projection_images(config))
+    assert len(sigma_data) == 6 and min(sigma_data) < 0.5 * max(sigma_data)
+    fresh = training.build_tiny_sv4d(config)  # a projection fitted about the blocks' mean: another latent space
+    assert not torch.equal(fresh.vae.encoder.center, full_pipe.vae.encoder.center)
+    training.train(config, tmp_path / "split", progress=False, stop_at=1)
+    resumed_pipe, resumed = training.train(config, tmp_path / "split", progress=False, resume=True)
+    assert resumed == full and resumed_pipe.config.sigma_data == sigma_data
+    assert torch.equal(resumed_pipe.vae.encoder.basis, full_pipe.vae.encoder.basis)
+    exported = training.export_checkpoint(tmp_path / "split", tmp_path / "exported")
+    loaded = SV4DPipeline.from_pretrained(exported)
+    assert loaded.config.sigma_data == sigma_data
+    torch.testing.assert_close(loaded.vae.encoder.center.float(), full_pipe.vae.encoder.center, atol=2e-3, rtol=0)

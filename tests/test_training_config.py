@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
      ("novel_azimuths_deg", ()), ("novel_azimuths_deg", ("a",)), ("novel_azimuths_deg", 72.0),
      ("channel_mult", (1, 0)), ("frames", 30), ("lr", -1.0), ("lr", float("inf")), ("P_mean", float("nan")),
      ("seed", -1), ("loss", "l3"), ("weight_decay", -0.1), ("grad_clip", 0), ("latent_channels", 49),
-     ("latent_channels", 2.0), ("init_from", 3)],
+     ("latent_channels", 2.0), ("init_from", 3), ("sigma_data", 0.0), ("sigma_data", "per_chanel"),
+     ("sigma_data", True), ("sigma_data", [1.0])],
 )  # fmt: skip
 def test_bad_config_raises(field, value):
     with pytest.raises(KitInputError, match=rf"^{field}\b"):
@@ -174,3 +175,15 @@ def test_simple_world_recipe_carries_the_bundled_model_into_the_simple_world():
     assert config.latent_scale == record["latent_scale"]
     assert config.sampling["sigma_min"] <= 0.05 and config.sampling["num_inference_steps"] >= 10
     assert "--config recipes/tiny_simple.json" in (ROOT / "Makefile").read_text()
+
+
+def test_sigma_data_recipe_is_the_simple_world_recipe_with_per_channel_sigma_data():
+    """recipes/tiny_simple_sigma_data.json (run 18, issue #20): run 16's recipe, but the V-scaling's sigma_data
+    measured per latent channel, and 2000 steps."""
+    simple, ours = _recipe("tiny_simple.json"), _recipe("tiny_simple_sigma_data.json")
+    assert {k: v for k, v in ours.items() if k not in ("sigma_data", "steps")} == {
+        k: v for k, v in simple.items() if k != "steps"
+    }
+    config = training.TrainConfig.from_dict(ours)
+    assert (config.sigma_data, config.steps, training.TrainConfig().sigma_data) == ("per_channel", 2000, None)
+    assert "--config recipes/tiny_simple_sigma_data.json" in (ROOT / "Makefile").read_text()

@@ -31,11 +31,16 @@ def save_checkpoint(pipe, optimizer, step: int, losses: list[float], wall_s: flo
     tmp = folder / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {f"{k}.{n}": t.detach().cpu().contiguous() for k, m in trainable_modules(pipe).items()
+    modules = {
+        **trainable_modules(pipe),
+        "vae": pipe.vae,
+    }  # the vae: a fitted (or carried) projection's buffers
+    weights = {f"{k}.{n}": t.detach().cpu().contiguous() for k, m in modules.items()
                for n, t in m.state_dict().items()}  # fmt: skip
     save_file(weights, tmp / "weights.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    state = {"step": step, "losses": losses, "wall_s": wall_s, "config": config.to_dict()}
+    state = {"step": step, "losses": losses, "wall_s": wall_s, "config": config.to_dict(),
+             "sigma_data": pipe.config.sigma_data}  # fmt: skip
     (tmp / "state.json").write_text(json.dumps(state))
     final, old = folder / "checkpoint", folder / "checkpoint.old"
     latest = latest_checkpoint(folder)
@@ -58,12 +63,17 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def load_weights(pipe, path: Path) -> None:
-    """Load a checkpoint's `weights.safetensors` (keys "<module>.<name>") into the trainable modules."""
+    """Load a checkpoint's `weights.safetensors` (keys "<module>.<name>") into the trainable modules, and into the
+    latent space when the checkpoint holds it (a projection fitted about another centre, e.g. carried)."""
     weights = load_file(path)
-    for k, m in trainable_modules(pipe).items():
+    modules = trainable_modules(pipe)
+    if any(n.startswith("vae.") for n in weights):
+        modules["vae"] = pipe.vae
+    for k, m in modules.items():
         m.load_state_dict(
             {n[len(k) + 1 :]: t for n, t in weights.items() if n.startswith(k + ".")}, strict=True
         )
+    pipe.conditioner.share_projection(pipe.vae)
 
 
 def load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
@@ -72,6 +82,8 @@ def load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], fl
     # map_location: a checkpoint written on CUDA resumes anywhere (load_state_dict moves the state to the params)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
     state = json.loads((folder / "state.json").read_text())
+    if state.get("sigma_data") is not None:
+        pipe.register_to_config(sigma_data=state["sigma_data"])
     return int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
 
 

@@ -12,6 +12,7 @@ from sv4d_kit.sampling import check_settings
 from sv4d_kit.synthetic import WORLDS
 
 LOSSES = ("l2", "l1")  # the values of TrainConfig.loss (objective.regression_loss)
+SIGMA_DATA_MODES = ("per_channel",)  # the named values of TrainConfig.sigma_data (model.measure_sigma_data)
 
 # the integer fields that must be >= 1 (warmup_steps and seed may be 0)
 _POSITIVE_INTEGERS = (
@@ -52,6 +53,10 @@ class TrainConfig:
     # fitted by PCA on `projection_scenes` rendered training scenes when the model is built; then use shift 0)
     latent_channels: int | None = None
     projection_scenes: int = 48
+    # The data std the denoiser's V-scaling assumes (`sampling.preconditioning`): None is SV4D 2.0's 1; a number;
+    # or "per_channel": each latent channel's RMS, measured on the projection scenes when the model is made (the
+    # skip then is each channel's Wiener filter: channels the data hardly uses pass hardly any noise)
+    sigma_data: float | str | None = None
     # model
     model_channels: int = 64
     channel_mult: tuple[int, ...] = (1, 1, 1)
@@ -138,6 +143,10 @@ class TrainConfig:
         number("weight_decay", self.weight_decay, minimum=0)
         one_of("loss", self.loss, LOSSES)
         one_of("world", self.world, WORLDS)
+        if isinstance(self.sigma_data, str):
+            one_of("sigma_data", self.sigma_data, SIGMA_DATA_MODES)
+        elif self.sigma_data is not None:
+            self.sigma_data = positive("sigma_data", self.sigma_data)
         for name in ("static_fraction", "static_mix", "p_uncond", "p_mask_view", "min_lr_ratio"):
             fraction(name, getattr(self, name))
         if self.init_from is not None and not isinstance(self.init_from, str):

@@ -62,6 +62,8 @@ def export_checkpoint(output_dir: str | os.PathLike, export_dir: str | os.PathLi
     config = TrainConfig.from_dict(state["config"])
     pipe = build_tiny_sv4d(config)
     load_weights(pipe, out / "checkpoint" / "weights.safetensors")
+    if state.get("sigma_data") is not None:  # measured when the run began (TrainConfig.sigma_data)
+        pipe.register_to_config(sigma_data=state["sigma_data"])
     pipe.unet.eval()
     pipe.conditioner.eval()
     return export(pipe, export_dir or out / "model")

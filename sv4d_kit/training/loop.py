@@ -29,7 +29,7 @@ from sv4d_kit.training.config import TrainConfig
 from sv4d_kit.training.data import batches, projection_images
 from sv4d_kit.training.distributed import average_gradients, mean_over_processes, process_state, scene_share
 from sv4d_kit.training.export import export
-from sv4d_kit.training.model import build_tiny_sv4d
+from sv4d_kit.training.model import build_tiny_sv4d, measure_sigma_data
 from sv4d_kit.training.objective import diffusion_loss, lr_at
 
 
@@ -75,8 +75,11 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         step, losses, wall_before = load_checkpoint(pipe, optimizer, ckpt)
-    elif config.init_from is not None:
-        init_from_model(pipe, config.init_from, lambda: projection_images(config))
+    else:
+        if config.init_from is not None:
+            init_from_model(pipe, config.init_from, lambda: projection_images(config))
+        if config.sigma_data == "per_channel":  # of the latent space it trains in, fitted or carried above
+            pipe.register_to_config(sigma_data=measure_sigma_data(pipe.vae, projection_images(config)))
     if main:
         out.mkdir(parents=True, exist_ok=True)  # after the checks above, so bad input leaves no folder behind
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))

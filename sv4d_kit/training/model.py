@@ -50,6 +50,19 @@ def build_tiny_sv4d(config: TrainConfig, seed: int | None = None):
                                   latent_type="space_to_depth", downsample_factor=f,
                                   latent_channels=config.latent_channels)  # fmt: skip
     conditioner.share_projection(vae)
+    sigma_data = (
+        config.sigma_data if not isinstance(config.sigma_data, str) else None
+    )  # per_channel: measured
     return SV4DPipeline(unet, conditioner, vae, variant="tiny", frames_per_chunk=config.frames,
                         num_views=len(config.novel_azimuths_deg), image_size=config.image_size,
-                        sampling=config.sampling)  # fmt: skip
+                        sampling=config.sampling, sigma_data=sigma_data)  # fmt: skip
+
+
+@torch.no_grad()
+def measure_sigma_data(vae, images: torch.Tensor, floor: float = 1e-3) -> list[float]:
+    """Each sampler-latent channel's RMS over images (N, 3, H, W) in [-1, 1] (at least `floor`): the per-channel
+    sigma_data of `TrainConfig.sigma_data = "per_channel"`. The RMS about 0, not the std: the V-scaling's c_skip
+    is the minimiser of the network target's second moment, and the latents need not have zero mean."""
+    z = vae.encode_latents(images.float())  # (N, k, h, w)
+    rms = z.square().mean(dim=(0, 2, 3)).sqrt().clamp_min(floor)
+    return [float(v) for v in rms]

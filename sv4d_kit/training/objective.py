@@ -5,6 +5,8 @@ log-normal noise levels (log σ ~ N(P_mean, P_std)):
 
     x = x0 + σ ε,   F = unet([c_in x, concat], c_noise, ...),   loss = |F - (x0 - c_skip x) / c_out|²
 
+(c_skip, c_out, c_in for σ_data 1, or for the pipeline's `sigma_data`: `sampling.preconditioning`)
+
 with SV4D 2.0's tricks: condition dropout (a scene's whole conditioning replaced by `conditioner.unconditional`,
 so classifier-free guidance works) and random masking of the view conditioning (as the first chunk at inference).
 With `loss="l1"` the error is absolute instead of squared: the network's x0 estimate becomes the per-pixel
@@ -22,7 +24,7 @@ import math
 import torch
 
 from sv4d_kit.checks import one_of
-from sv4d_kit.sampling import vscaling_edm_cnoise
+from sv4d_kit.sampling import preconditioning
 from sv4d_kit.training.config import LOSSES, TrainConfig
 from sv4d_kit.training.data import Batch
 
@@ -64,7 +66,7 @@ def diffusion_loss(pipe, batch: Batch, config: TrainConfig, generator: torch.Gen
     noise = torch.randn((batch.total * T * V, *x0.shape[1:]), generator=generator)[rows].to(x0.device)
     s = sigma.view(-1, 1, 1, 1)
     x = x0 + s * noise
-    c_skip, c_out, c_in, c_noise = vscaling_edm_cnoise(s)
+    c_skip, c_out, c_in, c_noise = preconditioning(s, pipe.config.sigma_data)  # SV4D 2.0's unless set
     out = unet(torch.cat([x * c_in, concat], dim=1), c_noise.flatten(), crossattn, vector, cond_view)
     target = (x0 - c_skip * x) / c_out  # the v-objective
     return regression_loss(out, target, config.loss)

@@ -1,10 +1,11 @@
-"""Feasibility probe of issue #20's "objective" lever: EDM preconditioning with σ_data < 1 for the tiny SV4D.
+"""Feasibility probe of issue #20's "objective" lever: a short fine-tune with another σ_data, and its picture.
 
-The kit's preconditioning is SV4D 2.0's V-scaling with σ_data = 1 (`sampling.vscaling_edm_cnoise`): at σ = 1 it
-passes half the noisy input straight to the output (c_skip = 1/2), and the tiny UNet must cancel that noise. This
-probe swaps in EDM's general form, c_skip = σd²/(σ²+σd²), c_out = -σ σd/√(σ²+σd²), c_in = 1/√(σ²+σd²), for the
-training objective and the sampler alike (a patch of this process only, not a kit option), fine-tunes a model
-folder for a few hundred steps and writes its validation picture, so the lever can be judged before it is built.
+SV4D 2.0's preconditioning is the V-scaling with σ_data = 1 (`sampling.vscaling_edm_cnoise`): at σ = 1 it passes
+half the noisy input straight to the output (c_skip = 1/2), and the tiny UNet must cancel that noise. This probe
+fine-tunes a model folder for a few hundred steps with `TrainConfig.sigma_data` (EDM's general form,
+`sampling.vscaling_edm_sigma_data`: a number, or "per_channel") and writes its validation picture, so the lever can
+be judged before a whole run is spent on it (run 17 of BENCHMARKS.md; the model folder it writes records its
+sigma_data, so it samples as it was trained).
     python benchmarks/sigma_data_feasibility.py MODEL_DIR RUN_DIR --sigma-data 0.5 --steps 400 --picture OUT.png
         [--config recipes/tiny_simple.json]
 """
@@ -16,18 +17,11 @@ from pathlib import Path
 import imageio.v2 as imageio
 import torch
 
-from sv4d_kit import evaluation, sampling, training
-from sv4d_kit.training import objective
+from sv4d_kit import evaluation, training
 
 
-def patched_preconditioning(sigma_data: float):
-    def precondition(sigma: torch.Tensor):
-        c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
-        c_out = -sigma * sigma_data / (sigma**2 + sigma_data**2) ** 0.5
-        c_in = 1.0 / (sigma**2 + sigma_data**2) ** 0.5
-        return c_skip, c_out, c_in, 0.25 * sigma.log()
-
-    return precondition
+def _sigma_data(text: str):
+    return text if text == "per_channel" else float(text)
 
 
 def main() -> None:
@@ -35,17 +29,15 @@ def main() -> None:
     parser.add_argument("model", help="the model folder to fine-tune (same latent space as the config)")
     parser.add_argument("run", help="run folder (checkpoints, export)")
     parser.add_argument("--config", default="recipes/tiny_simple.json")
-    parser.add_argument("--sigma-data", type=float, default=0.5)
+    parser.add_argument("--sigma-data", type=_sigma_data, default=0.5, help='a number, or "per_channel"')
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--picture", required=True)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    precondition = patched_preconditioning(args.sigma_data)
-    sampling.vscaling_edm_cnoise = precondition  # what `sampling.denoise` calls
-    objective.vscaling_edm_cnoise = precondition  # what the training objective calls
     values = json.loads(Path(args.config).read_text())
-    values.update(init_from=args.model, steps=args.steps, lr=args.lr, warmup_steps=20, threads=args.threads)
+    values.update(init_from=args.model, steps=args.steps, lr=args.lr, warmup_steps=20, threads=args.threads,
+                  sigma_data=args.sigma_data)  # fmt: skip
     config = training.TrainConfig.from_dict(values)
     pipe, losses = training.train(config, args.run, progress=False, log_every=50)
     torch.set_num_threads(1)

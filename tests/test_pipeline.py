@@ -304,4 +304,6 @@ def test_sigma_data_changes_the_denoiser_and_survives_save_load(pipe, frames, tm
 )  # fmt: skip
 def test_bad_sigma_data_is_one_line(pipe, sigma_data, message):
     with pytest.raises(KitInputError, match=message):
-        SV4DPipeline(pipe.unet, pipe.conditioner, pipe.vae, variant=pipe.config.variant, sigma_data=sigma_data)
+        SV4DPipeline(
+            pipe.unet, pipe.conditioner, pipe.vae, variant=pipe.config.variant, sigma_data=sigma_data
+        )

@@ -93,7 +93,9 @@ def test_resume_keeps_a_carried_latent_space_and_its_measured_sigma_data(tmp_pat
     sigma_data = full_pipe.config.sigma_data
     assert sigma_data == measure_sigma_data(full_pipe.vae, training.projection_images(config))
     assert len(sigma_data) == 6 and min(sigma_data) < 0.5 * max(sigma_data)
-    fresh = training.build_tiny_sv4d(config)  # a projection fitted about the blocks' mean: another latent space
+    fresh = training.build_tiny_sv4d(
+        config
+    )  # a projection fitted about the blocks' mean: another latent space
     assert not torch.equal(fresh.vae.encoder.center, full_pipe.vae.encoder.center)
     training.train(config, tmp_path / "split", progress=False, stop_at=1)
     resumed_pipe, resumed = training.train(config, tmp_path / "split", progress=False, resume=True)
@@ -102,4 +104,6 @@ def test_resume_keeps_a_carried_latent_space_and_its_measured_sigma_data(tmp_pat
     exported = training.export_checkpoint(tmp_path / "split", tmp_path / "exported")
     loaded = SV4DPipeline.from_pretrained(exported)
     assert loaded.config.sigma_data == sigma_data
-    torch.testing.assert_close(loaded.vae.encoder.center.float(), full_pipe.vae.encoder.center, atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        loaded.vae.encoder.center.float(), full_pipe.vae.encoder.center, atol=2e-3, rtol=0
+    )

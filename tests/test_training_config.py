@@ -115,7 +115,12 @@ def test_stage_1_recipe_is_what_the_bundled_model_started_from():
     assert not differ, differ
     # the fields added after stage 1 ran hold the values that reproduce it
     assert {k: recipe[k] for k in set(recipe) - set(record)} == dict(
-        latent_channels=None, projection_scenes=48, loss="l2", init_from=None, world="patterned"
+        latent_channels=None,
+        projection_scenes=48,
+        loss="l2",
+        init_from=None,
+        world="patterned",
+        sigma_data=None,
     )
     config = training.TrainConfig.from_dict(recipe)
     assert config.to_dict() == {**training.TrainConfig().to_dict(), "sampling": record["sampling"]}
@@ -128,8 +133,8 @@ def test_stage_2_recipe_is_what_made_the_bundled_model():
     recipe = _recipe("tiny_finetune.json")
     config = training.TrainConfig.from_dict(recipe).to_dict()
     record = _bundled_record()
-    assert config.keys() - {"world"} == record["config"].keys()  # world: a field added later
-    assert config["world"] == "patterned"
+    assert config.keys() - {"world", "sigma_data"} == record["config"].keys()  # fields added later
+    assert (config["world"], config["sigma_data"]) == ("patterned", None)
     differ = {k: (config[k], v) for k, v in record["config"].items() if config[k] != v}
     assert differ.keys() == {"init_from", "sampling"}, differ
     assert (

@@ -112,11 +112,11 @@ def check_sigma_data(sigma_data) -> float | list[float] | None:
     """A pipeline's `sigma_data`: None, a number > 0, or a non-empty list of them (one per latent channel)."""
     if sigma_data is None:
         return None
-    if isinstance(sigma_data, (list, tuple)) and sigma_data:
-        return [checks.positive(f"sigma_data[{i}]", v) for i, v in enumerate(sigma_data)]
-    if isinstance(sigma_data, (list, tuple)):
+    if not isinstance(sigma_data, (list, tuple)):
+        return checks.positive("sigma_data", sigma_data)
+    if not sigma_data:
         raise KitInputError("sigma_data must be a number > 0 or a non-empty list of them, got []")
-    return checks.positive("sigma_data", sigma_data)
+    return [checks.positive(f"sigma_data[{i}]", v) for i, v in enumerate(sigma_data)]
 
 
 class SV4DPipeline(DiffusionPipeline):

@@ -31,10 +31,8 @@ def save_checkpoint(pipe, optimizer, step: int, losses: list[float], wall_s: flo
     tmp = folder / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    modules = {
-        **trainable_modules(pipe),
-        "vae": pipe.vae,
-    }  # the vae: a fitted (or carried) projection's buffers
+    # the vae too: the buffers of a fitted (or carried) projection
+    modules = {**trainable_modules(pipe), "vae": pipe.vae}
     weights = {f"{k}.{n}": t.detach().cpu().contiguous() for k, m in modules.items()
                for n, t in m.state_dict().items()}  # fmt: skip
     save_file(weights, tmp / "weights.safetensors")
@@ -62,10 +60,11 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def load_weights(pipe, path: Path) -> None:
-    """Load a checkpoint's `weights.safetensors` (keys "<module>.<name>") into the trainable modules, and into the
-    latent space when the checkpoint holds it (a projection fitted about another centre, e.g. carried)."""
-    weights = load_file(path)
+def load_weights(pipe, folder: Path) -> None:
+    """Load a checkpoint folder's model into `pipe`: `weights.safetensors` (keys "<module>.<name>") into the
+    trainable modules and, when the checkpoint holds them, into the latent space (a projection fitted about another
+    centre, e.g. carried) and the measured `sigma_data` (state.json)."""
+    weights = load_file(Path(folder) / "weights.safetensors")
     modules = trainable_modules(pipe)
     if any(n.startswith("vae.") for n in weights):
         modules["vae"] = pipe.vae
@@ -74,16 +73,17 @@ def load_weights(pipe, path: Path) -> None:
             {n[len(k) + 1 :]: t for n, t in weights.items() if n.startswith(k + ".")}, strict=True
         )
     pipe.conditioner.share_projection(pipe.vae)
+    sigma_data = json.loads((Path(folder) / "state.json").read_text()).get("sigma_data")
+    if sigma_data is not None:
+        pipe.register_to_config(sigma_data=sigma_data)
 
 
 def load_checkpoint(pipe, optimizer, folder: Path) -> tuple[int, list[float], float]:
     """Load a checkpoint folder into `pipe` and `optimizer`; returns (step, losses, wall seconds so far)."""
-    load_weights(pipe, folder / "weights.safetensors")
+    load_weights(pipe, folder)
     # map_location: a checkpoint written on CUDA resumes anywhere (load_state_dict moves the state to the params)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
     state = json.loads((folder / "state.json").read_text())
-    if state.get("sigma_data") is not None:
-        pipe.register_to_config(sigma_data=state["sigma_data"])
     return int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
 
 

@@ -9,6 +9,7 @@ number of processes and the final loss (and, when fine-tuning, the record of the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -76,10 +77,11 @@ def train(config: TrainConfig, output_dir: str | os.PathLike, resume: bool = Tru
     if ckpt is not None:
         step, losses, wall_before = load_checkpoint(pipe, optimizer, ckpt)
     else:
+        images = functools.cache(lambda: projection_images(config))  # rendered once, if needed at all
         if config.init_from is not None:
-            init_from_model(pipe, config.init_from, lambda: projection_images(config))
+            init_from_model(pipe, config.init_from, images)
         if config.sigma_data == "per_channel":  # of the latent space it trains in, fitted or carried above
-            pipe.register_to_config(sigma_data=measure_sigma_data(pipe.vae, projection_images(config)))
+            pipe.register_to_config(sigma_data=measure_sigma_data(pipe.vae, images()))
     if main:
         out.mkdir(parents=True, exist_ok=True)  # after the checks above, so bad input leaves no folder behind
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))

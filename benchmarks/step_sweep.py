@@ -20,6 +20,7 @@ from sv4d_kit.pipeline import SV4DPipeline
 KEYS = (
     "sharpness_ratio",
     "color_ratio",
+    "smoothed_color_ratio",
     "background_speckle",
     "silhouette_iou",
     "psnr_db",

@@ -196,7 +196,8 @@ TABLE_METRICS = ("psnr_db", "ssim", "psnr_in_mask_db", "silhouette_iou", "silhou
                  "silhouette_recall", "temporal_flicker",
                  "multiview_consistency_error", "multiview_consistency_correlation",
                  "multiview_consistency_correlation_gt",
-                 "sharpness_ratio", "color_ratio", "background_speckle", "psnr_covisible_db")  # fmt: skip
+                 "sharpness_ratio", "color_ratio", "smoothed_color_ratio", "background_speckle",
+                 "psnr_covisible_db")  # fmt: skip
 # the per-view table of `markdown_table` beside PSNR / SSIM / IoU
 QUALITY_METRICS = ("sharpness_ratio", "color_ratio", "background_speckle", "psnr_covisible_db")
 
@@ -233,7 +234,7 @@ def markdown_table(summary: dict, metrics_: Sequence[str] = TABLE_METRICS) -> st
 
 # The tiny model's quality bar (issue #20): ranges of the measures against ground truth, and margins over copying
 SHARPNESS_RANGE = (0.8, 1.25)  # sharpness_ratio: below is blur, above is noise
-MIN_COLOR_RATIO = 0.8  # color_ratio: muted colour below
+MIN_COLOR_RATIO = 0.8  # color_ratio and smoothed_color_ratio: muted colour below
 MAX_SPECKLE = 0.01  # background_speckle: coloured dots on the far background above
 # overall PSNR may fall this far below copy-the-input's (a sharp plausible back side costs some)
 MAX_PSNR_LOSS_DB = 0.5
@@ -245,6 +246,8 @@ def quality_bar(summary: dict) -> dict[str, bool]:
 
     sharp                           sharpness_ratio inside `SHARPNESS_RANGE` (neither blurred nor noisy)
     colourful                       color_ratio >= `MIN_COLOR_RATIO`
+    colourful_regions               smoothed_color_ratio >= `MIN_COLOR_RATIO`: the colour is the regions', not
+                                    pixel noise's (which `color_ratio` counts as colour)
     clean_background                background_speckle <= `MAX_SPECKLE`
     iou_above_copy_every_view       tiny_sv4d's silhouette IoU > copy_input's on every novel view
     covisible_psnr_above_copy       PSNR on the pixels the input view sees > copy_input's
@@ -260,6 +263,8 @@ def quality_bar(summary: dict) -> dict[str, bool]:
         lo, hi = SHARPNESS_RANGE
         result["sharp"] = lo <= model["sharpness_ratio"] <= hi
         result["colourful"] = model["color_ratio"] >= MIN_COLOR_RATIO
+        if "smoothed_color_ratio" in model:  # summaries written before it have no such key
+            result["colourful_regions"] = model["smoothed_color_ratio"] >= MIN_COLOR_RATIO
         result["clean_background"] = model["background_speckle"] <= MAX_SPECKLE
     if model and copy:
         keys = [f"silhouette_iou_view{v}" for v in novel_views(model)]

@@ -7,7 +7,7 @@ Conventions: images are float tensors (..., 3, H, W) in [0, 1] (objects on a whi
 image matrices are (T, V, 3, H, W) with view 0 the input view. Cameras follow `sv4d_kit.cameras` (OpenCV axes,
 world-to-camera 4×4 extrinsics, pinhole K with pixel centres at +0.5, depth = camera z, 0 where nothing is hit).
 Every function works in float64 when given float64 and in float32 otherwise; per-image results keep the leading
-batch dimensions `...`, except sharpness, colour and speckle: one ratio of sums over the whole set of images.
+batch dimensions `...`, except sharpness, the colour ratios and speckle: one ratio of sums over the whole set of images.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # Rec. 601 luma of R, G, B: what `sharpnes
 SHARPNESS_DILATION_PX = 1  # sharpness counts the silhouette grown by 1 px: the outline edge is inside
 SPECKLE_MARGIN_PX = 3  # speckle counts background more than 3 px from the silhouette (edge halos excluded)
 SPECKLE_THRESHOLD = 0.15  # a background pixel is speckle when some channel is more than 0.15 below white
+COLOR_SMOOTHING_PX = 1  # `smoothed_color_ratio` averages each pixel's (2p+1)×(2p+1) neighbourhood first: 3×3
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -291,6 +292,28 @@ def color_ratio(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
         return x.amax(dim=-3, keepdim=True) - x.amin(dim=-3, keepdim=True)
 
     return _set_ratio((chroma(pred) * region).sum(), (chroma(target) * region).sum())
+
+
+def smoothed_color_ratio(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`color_ratio` of the images averaged over each pixel's 3×3 neighbourhood (`COLOR_SMOOTHING_PX`; edges
+    average the pixels they have): the colour of regions, not of single pixels.
+
+    `color_ratio` counts pixel-scale colour noise as colour: random colours have a large max − min over R, G, B.
+    Averaged over 9 pixels, independent noise shrinks about 3× while a region's colour stays, so a grey object
+    under colour noise scores high on `color_ratio` and low here; a copy with the same colours scores 1 on both.
+    pred, target (..., 3, H, W) -> () tensor; NaN as `color_ratio`.
+    """
+    pred, target, _ = _check_pair(pred, target)
+    k = 2 * COLOR_SMOOTHING_PX + 1
+
+    def smooth(x):  # (..., 3, H, W) -> (..., 3, H, W)
+        flat = x.reshape(-1, 3, *x.shape[-2:])
+        out = F.avg_pool2d(flat, k, stride=1, padding=COLOR_SMOOTHING_PX, count_include_pad=False)
+        return out.reshape(x.shape)
+
+    return color_ratio(smooth(pred), smooth(target), mask=_object_mask(mask, target))
 
 
 def background_speckle(
@@ -645,12 +668,13 @@ def evaluate_matrix(
       sharpness_ratio           `sharpness_ratio` of each view's video against the ground truth inside
                                 `silhouette(gt)` grown by 1 px (1 is right, < 1 blurred, > 1 noisy)
       color_ratio               `color_ratio` inside `silhouette(gt)` (1 is right, near 0 grey)
+      smoothed_color_ratio      `smoothed_color_ratio`: the same of 3×3 averages, which pixel noise does not pass
       background_speckle        `background_speckle`: the share of background pixels more than 3 px from
                                 `silhouette(gt)` that are not white (0 is perfect)
       psnr_covisible_db         `psnr_covisible`: PSNR on the view's pixels whose surface point the input view
                                 sees, by gt_depth; frames without any are skipped (NaN when no frame has one)
-    and "per_view": {v: {the same keys}} for every v in `views`. The first three are ratios of sums over the
-    view's T frames (NaN when its silhouette is empty), then averaged over views like the rest.
+    and "per_view": {v: {the same keys}} for every v in `views`. Sharpness, both colour ratios and speckle are ratios of
+    sums over the view's T frames (NaN when its silhouette is empty), then averaged over views like the rest.
     """
     # 1. Check inputs
     pred = _check_images("pred", pred, min_ndim=5)
@@ -696,6 +720,7 @@ def evaluate_matrix(
             "temporal_flicker": float(temporal_flicker(p, g)) if T > 1 else math.nan,
             "sharpness_ratio": float(sharpness_ratio(p, g, mask=sg)),
             "color_ratio": float(color_ratio(p, g, mask=sg)),
+            "smoothed_color_ratio": float(smoothed_color_ratio(p, g, mask=sg)),
             "background_speckle": float(background_speckle(p, g, mask=sg)),
             "psnr_covisible_db": float(_nanmean(covisible.double())),
         }

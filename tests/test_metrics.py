@@ -466,6 +466,7 @@ KEYS = {
     "multiview_consistency_correlation_gt",
     "sharpness_ratio",
     "color_ratio",
+    "smoothed_color_ratio",
     "background_speckle",
     "psnr_covisible_db",
 }
@@ -489,7 +490,7 @@ def test_evaluate_matrix_of_ground_truth_gives_the_best_scores(scene):
         assert values["temporal_flicker"] == 0.0
         assert values["multiview_consistency_error"] == values["multiview_consistency_error_gt"]
         assert values["multiview_consistency_correlation"] == values["multiview_consistency_correlation_gt"]
-        assert values["sharpness_ratio"] == values["color_ratio"] == 1.0, v
+        assert values["sharpness_ratio"] == values["color_ratio"] == values["smoothed_color_ratio"] == 1.0, v
         assert values["background_speckle"] == 0.0, v
     covisible = {v: values["psnr_covisible_db"] for v, values in result["per_view"].items()}
     assert covisible[1] == covisible[2] == result["psnr_covisible_db"] == M.MAX_PSNR_DB

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sv4d_kit import cameras as C
 from sv4d_kit import metrics as M
@@ -113,6 +114,28 @@ def test_color_of_identical_grey_and_half_desaturated_copies(scene):
     half = 0.5 * gt + 0.5 * grey
     assert M.color_ratio(half, gt).item() == pytest.approx(0.5, abs=1e-5)
     assert math.isnan(M.color_ratio(torch.ones(3, 8, 8), torch.ones(3, 8, 8)).item())  # empty silhouette
+
+
+def test_smoothed_color_tells_colour_noise_from_coloured_regions(scene):
+    gt = scene.rgb[:, 1]
+    inside = M.silhouette(gt)
+    grey = gt.mean(-3, keepdim=True).expand_as(gt)
+    noise = torch.rand(gt.shape, generator=torch.Generator().manual_seed(0)) - 0.5
+    noisy_grey = torch.where(inside, (grey + 0.6 * noise).clamp(0, 1), gt)  # colour noise on a grey object
+    # per pixel the noise looks as colourful as the object; over 3×3 regions it is mostly gone
+    per_pixel, regions = M.color_ratio(noisy_grey, gt).item(), M.smoothed_color_ratio(noisy_grey, gt).item()
+    assert per_pixel > 0.8 and regions < 0.5 * per_pixel
+    assert M.smoothed_color_ratio(gt, gt).item() == 1.0
+    assert M.smoothed_color_ratio(grey, gt).item() < 0.2
+    # the same colours, blurred: the regions keep their colour, mixed only where two meet (blur is sharpness's
+    # to catch, not colour's)
+    blurred = F.avg_pool2d(gt, 3, stride=1, padding=1, count_include_pad=False)
+    assert 0.8 < M.smoothed_color_ratio(blurred, gt).item() < 1.0
+    # a flat colour is its own 3×3 average, at the image's border too: the ratio of a half-saturated copy is 1/2
+    flat = torch.ones(3, 8, 8) * torch.tensor([0.2, 0.5, 0.8]).view(3, 1, 1)
+    half = 0.5 * flat + 0.5 * flat.mean(0, keepdim=True)
+    assert M.smoothed_color_ratio(half, flat).item() == pytest.approx(0.5, abs=1e-5)
+    assert math.isnan(M.smoothed_color_ratio(torch.ones(3, 8, 8), torch.ones(3, 8, 8)).item())
 
 
 def test_color_and_sharpness_use_the_given_mask(scene):
@@ -232,13 +255,15 @@ def test_psnr_covisible_of_ground_truth_and_of_corrupted_pixels(scene):
 
 def test_quality_metrics_keep_float64():
     a = square_image()
-    for fn in (M.sharpness_ratio, M.color_ratio, M.background_speckle):
+    for fn in (M.sharpness_ratio, M.color_ratio, M.smoothed_color_ratio, M.background_speckle):
         r = fn(a, a)
         assert r.shape == () and r.dtype == torch.float64, fn.__name__
         assert fn(a.float(), a.float()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("fn", [M.sharpness_ratio, M.color_ratio, M.background_speckle])
+@pytest.mark.parametrize(
+    "fn", [M.sharpness_ratio, M.color_ratio, M.smoothed_color_ratio, M.background_speckle]
+)
 def test_quality_metrics_reject_bad_input(fn):
     x = square_image().float()
     for pred, target, mask in [
